@@ -1,0 +1,3 @@
+from .toolstack.cli import run
+
+run()
