@@ -1,0 +1,51 @@
+"""The small interface between the hypervisor core and an architecture's vCPU.
+
+The core owns scheduling state (runnable, blocked, paused), hypercall
+semantics and memory (p2m); a backend owns the CPU engine: it runs guest code,
+traps hypercalls and exceptions, translates guest-virtual addresses, and
+reports why it stopped. An ARM64 backend implements the same methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum, auto
+
+
+class ExitReason(Enum):
+    KICKED = auto()     # asked to stop (pause, shutdown, preemption, new event)
+    HALTED = auto()     # the guest waits for an interrupt (x86 HLT, ARM WFI)
+    CRASHED = auto()    # the guest did something fatal; the core crashes the domain
+
+
+class VcpuBackend(ABC):
+    #: Human-readable reason of the last CRASHED exit.
+    crash_reason: str = ""
+
+    @abstractmethod
+    def run(self) -> ExitReason:
+        """Run guest code on the calling thread until an exit."""
+
+    @abstractmethod
+    def kick(self) -> None:
+        """Make a running `run()` return soon with KICKED (any thread)."""
+
+    @abstractmethod
+    def copy_from_guest(self, va: int, size: int) -> bytes:
+        """Read guest-virtual memory as the guest kernel would (raises GuestFault)."""
+
+    @abstractmethod
+    def copy_to_guest(self, va: int, data: bytes) -> None:
+        """Write guest-virtual memory as the guest kernel would (raises GuestFault)."""
+
+    @abstractmethod
+    def registers(self) -> dict[str, int]:
+        """A snapshot of the architectural registers (for logs and introspection)."""
+
+    @abstractmethod
+    def interrupts_enabled(self) -> bool:
+        """Whether an external interrupt could be delivered now."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the engine."""

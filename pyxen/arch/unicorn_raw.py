@@ -1,0 +1,183 @@
+"""Raw access to the Unicorn engine's C API, for the paths that run per trap.
+
+The `unicorn` package's high-level binding costs several microseconds per
+register access and wraps every hook in Python glue; the hypercall and
+TLB-fill budgets are 1-3 µs. So hot paths use the C functions directly
+through ctypes (own prototypes, no argument conversion) and, on x86, read and
+write the emulated CPU state in place (see x86/cpu_state.py).
+
+Only unicorn 2.1.4 is supported (pinned in pyproject.toml): the engine's
+internal layout that cpu_state.py relies on is verified at start-up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+
+import unicorn
+from unicorn.unicorn_py3.unicorn import uclib
+
+SUPPORTED_UNICORN = "2.1.4"
+
+# Own handle on the library so that our prototypes never disturb the binding's.
+_lib = ctypes.CDLL(uclib._name)
+
+c_void_p = ctypes.c_void_p
+c_u64 = ctypes.c_uint64
+c_int = ctypes.c_int
+c_bool = ctypes.c_bool
+c_size_t = ctypes.c_size_t
+
+
+def _proto(name, restype, *argtypes):
+    fn = getattr(_lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+uc_hook_add = _proto("uc_hook_add", c_int, c_void_p, c_void_p, c_int, c_void_p, c_void_p,
+                     c_u64, c_u64)
+# Variant with the extra int argument that UC_HOOK_INSN takes (the instruction id).
+uc_hook_add_insn = ctypes.CDLL(uclib._name).uc_hook_add
+uc_hook_add_insn.restype = c_int
+uc_hook_add_insn.argtypes = [c_void_p, c_void_p, c_int, c_void_p, c_void_p, c_u64, c_u64, c_int]
+uc_hook_del = _proto("uc_hook_del", c_int, c_void_p, c_size_t)
+uc_emu_start = _proto("uc_emu_start", c_int, c_void_p, c_u64, c_u64, c_u64, c_size_t)
+uc_emu_stop = _proto("uc_emu_stop", c_int, c_void_p)
+uc_reg_read = _proto("uc_reg_read", c_int, c_void_p, c_int, c_void_p)
+uc_reg_write = _proto("uc_reg_write", c_int, c_void_p, c_int, c_void_p)
+uc_vmem_translate = _proto("uc_vmem_translate", c_int, c_void_p, c_u64, c_int, c_void_p)
+uc_strerror = _proto("uc_strerror", ctypes.c_char_p, c_int)
+_uc_ctl = ctypes.CDLL(uclib._name).uc_ctl
+_uc_ctl.restype = c_int
+
+# Callback prototypes (all receive the engine handle first, user data last).
+HOOK_INSN_INVALID_CB = ctypes.CFUNCTYPE(c_bool, c_void_p, c_void_p)
+HOOK_INTR_CB = ctypes.CFUNCTYPE(None, c_void_p, ctypes.c_uint32, c_void_p)
+HOOK_CODE_CB = ctypes.CFUNCTYPE(None, c_void_p, c_u64, ctypes.c_uint32, c_void_p)
+HOOK_TLB_FILL_CB = ctypes.CFUNCTYPE(c_bool, c_void_p, c_u64, c_int, c_void_p, c_void_p)
+HOOK_MEM_INVALID_CB = ctypes.CFUNCTYPE(c_bool, c_void_p, c_int, c_u64, c_int, ctypes.c_int64,
+                                       c_void_p)
+# x86 instruction hooks: CPUID/SYSCALL return nothing (void) except CPUID/RDTSC,
+# which return int: non-zero means "skip the native instruction".
+HOOK_INSN_SKIP_CB = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p)
+HOOK_INSN_VOID_CB = ctypes.CFUNCTYPE(None, c_void_p, c_void_p)
+
+UC_CTL_IO_WRITE = 1
+UC_CTL_TLB_FLUSH = 11
+UC_CTL_TB_REMOVE_CACHE = 8
+UC_CTL_TB_FLUSH = 10
+
+
+class EngineError(RuntimeError):
+    """The engine refused an operation (a bug in pyxen, not in a guest)."""
+
+
+def check(err: int, what: str) -> None:
+    if err:
+        raise EngineError(f"{what}: {uc_strerror(err).decode()}")
+
+
+def ctl_write(handle, ctl: int, nargs: int, *args) -> int:
+    code = (UC_CTL_IO_WRITE << 30) | (nargs << 26) | ctl
+    return _uc_ctl(handle, c_int(code), *args)
+
+
+def flush_tlb(handle) -> None:
+    check(ctl_write(handle, UC_CTL_TLB_FLUSH, 0), "flush TLB")
+
+
+def remove_cached_code(handle, begin: int, end: int) -> None:
+    """Drop translated code for [begin, end): the engine has no cross-instance coherency."""
+    check(ctl_write(handle, UC_CTL_TB_REMOVE_CACHE, 2, c_u64(begin), c_u64(end)),
+          "remove TB cache")
+
+
+def flush_all_code(handle) -> None:
+    check(ctl_write(handle, UC_CTL_TB_FLUSH, 0), "flush TBs")
+
+
+class HookSet:
+    """Keeps ctypes callback objects alive for as long as the engine uses them."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self._refs: list = []
+        self.ids: list[int] = []
+
+    def add(self, hook_type: int, proto, fn, begin: int = 1, end: int = 0,
+            insn: int | None = None) -> int:
+        cb = proto(fn)
+        h = c_size_t()
+        if insn is None:
+            err = uc_hook_add(self.handle, ctypes.byref(h), hook_type,
+                              ctypes.cast(cb, c_void_p), None, begin, end)
+        else:
+            err = uc_hook_add_insn(self.handle, ctypes.byref(h), hook_type,
+                                   ctypes.cast(cb, c_void_p), None, c_u64(begin), c_u64(end),
+                                   c_int(insn))
+        check(err, f"hook_add type {hook_type}")
+        self._refs.append(cb)
+        self.ids.append(h.value)
+        return h.value
+
+    def remove(self, hook_id: int) -> None:
+        check(uc_hook_del(self.handle, hook_id), "hook_del")
+        i = self.ids.index(hook_id)
+        del self.ids[i]
+        # The callback object stays referenced: the engine may still be inside it.
+
+
+def engine_version() -> str:
+    return unicorn.__version__
+
+
+_mem_fd: int | None = None
+
+
+def read_process_memory(address: int, size: int) -> bytes | None:
+    """Read our own address space without risking a segfault (unmapped → None)."""
+    global _mem_fd
+    if _mem_fd is None:
+        _mem_fd = os.open("/proc/self/mem", os.O_RDONLY)
+    try:
+        return os.pread(_mem_fd, size, address)
+    except OSError:
+        return None
+
+
+def find_cpu_env(uc: unicorn.Uc, probe_regs: list[int], env_regs_offset: int = 0) -> int:
+    """Locate the emulated CPU's state block inside the engine.
+
+    Writes distinctive values into `probe_regs` through the official API, then
+    searches the objects the engine handle points to for that byte pattern.
+    Returns the address of the state block (the pattern minus
+    `env_regs_offset`). Raises EngineError when not found.
+    """
+    magic = [0x5059_5845_4E00_0000 + i * 0x0101_0101 for i in range(len(probe_regs))]
+    saved = [uc.reg_read(r) for r in probe_regs]
+    for r, m in zip(probe_regs, magic, strict=True):
+        uc.reg_write(r, m)
+    pattern = struct.pack(f"<{len(magic)}Q", *magic)
+    handle = uc._uch.value
+    try:
+        head = read_process_memory(handle, 4096) or b""
+        for off in range(0, len(head) - 7, 8):
+            ptr = struct.unpack_from("<Q", head, off)[0]
+            if ptr < 0x10000 or ptr > 0x7FFF_FFFF_FFFF:
+                continue
+            blob = read_process_memory(ptr, 1 << 17)
+            if not blob:
+                continue
+            i = blob.find(pattern)
+            if i >= 0 and i % 8 == 0:
+                return ptr + i - env_regs_offset
+    finally:
+        for r, v in zip(probe_regs, saved, strict=True):
+            uc.reg_write(r, v)
+    raise EngineError(
+        f"cannot locate the CPU state inside unicorn {engine_version()} "
+        f"(pyxen supports {SUPPORTED_UNICORN})")

@@ -1,0 +1,31 @@
+"""x86 architecture support: the vCPU backend on the Unicorn engine and its pieces."""
+
+from __future__ import annotations
+
+from . import hvm_context
+from .cpuid import TSC_KHZ
+from .ticker import Ticker
+
+
+class X86Arch:
+    name = "x86"
+    # Guest types this build runs (PV is a separate, optional part: not built yet).
+    capabilities = "hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64"
+    cpu_khz = TSC_KHZ
+
+    def __init__(self, hv):
+        self.hv = hv
+        self.ticker = Ticker()
+
+    def create_vcpu_backend(self, vcpu):
+        from .vcpu import X86Vcpu
+        return X86Vcpu(self, vcpu)
+
+    def load_hvm_context(self, domain, blob: bytes) -> None:
+        hvm_context.load(domain, blob)
+
+    def save_hvm_context(self, domain) -> bytes:
+        return hvm_context.save(domain)
+
+
+ARCH = X86Arch

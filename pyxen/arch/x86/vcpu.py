@@ -1,0 +1,628 @@
+"""The x86 vCPU backend: one Unicorn engine running one guest vCPU.
+
+Memory: the engine's physical address space is the guest-physical space, built
+from the domain's p2m (runs of machine frames mapped with mem_map_ptr). Who
+walks the guest's page tables is a per-vCPU choice:
+
+* software TLB (UC_TLB_VIRTUAL): on every TLB miss our fill hook walks the
+  guest tables (paging.PageWalker) and composes the result with the p2m's
+  per-page rights. Needed whenever the p2m restricts pages (introspection,
+  dirty logging, read-only grants).
+* engine walk (UC_TLB_CPU): the engine's own walker; ~20x cheaper per miss,
+  no per-page control. `vcpu_mmu=auto` uses it while the p2m has no
+  restricted pages.
+
+Traps handled inline in engine hooks: VMCALL/VMMCALL (hypercalls, via the
+invalid-opcode hook), exceptions and software interrupts (delivered through
+the guest IDT), SYSCALL (the engine leaves it to us), CPUID, port I/O, and
+the hypercall-page MSR write (caught by a short-lived code hook, since the
+engine cannot trap WRMSR).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+from typing import TYPE_CHECKING
+
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_CODE,
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_UNMAPPED,
+    UC_HOOK_TLB_FILL,
+    UC_MODE_64,
+    UC_TLB_CPU,
+    UC_TLB_VIRTUAL,
+    Uc,
+)
+from unicorn import x86_const as X
+
+from ...abi.constants import Errno
+from ...hypervisor.errors import GuestFault
+from ...hypervisor.guest_memory import UnbackedGPA
+from ...hypervisor.hypercall import VcpuCaller
+from ...hypervisor.log import Level
+from .. import unicorn_raw as raw
+from ..backend import ExitReason, VcpuBackend
+from . import cpu_state as cs
+from . import hvm_context
+from .cpuid import CPU_MODEL, MAXPHYADDR, XEN_CPUID_BASE, XEN_HYPERCALL_MSR, CpuidPolicy
+from .exceptions import (
+    BP,
+    PF,
+    UD,
+    ExceptionDelivery,
+    TripleFault,
+    UnsupportedDelivery,
+    canonical,
+    describe,
+)
+from .hypercall_page import hypercall_page
+from .paging import Access, PageFault, PageWalker
+
+if TYPE_CHECKING:
+    from ...hypervisor.vcpu import Vcpu
+
+UNTIL = 1 << 63                  # never reached: non-canonical, so RIP can't get there
+UNTIL_PAGE = (UNTIL - 1) & ~0xFFF  # the engine probes the page below `until`; we map it
+PRIVATE_GPA = 1 << 40            # hypervisor-only engine pages live above guest reach
+HLT = 0xF4
+VMCALL = b"\x0f\x01\xc1"
+VMMCALL = b"\x0f\x01\xd9"
+MSR_WINDOW_INSNS = 100_000       # how long to watch for the hypercall-page WRMSR
+DEBUG_PORT = 0xE9                # Xen's HVM debug console port
+
+CR0_PG = 1 << 31
+CR4_OSXSAVE = 1 << 18
+EFER_SCE = 1 << 0
+EFER_LMA = 1 << 10
+RFLAGS_IF = 1 << 9
+RFLAGS_AC = 1 << 18
+RFLAGS_RF = 1 << 16
+MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_FMASK = 0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084
+
+_CR5 = struct.Struct("<5Q")
+_Q = struct.Struct("<Q")
+_MEM_TYPE_ACCESS = {16: Access.READ, 17: Access.WRITE, 18: Access.FETCH}
+_ACCESS_PERM = {Access.READ: 1, Access.WRITE: 2, Access.FETCH: 4}
+
+
+class _TlbEntry(ctypes.Structure):
+    _fields_ = [("paddr", ctypes.c_uint64), ("perms", ctypes.c_int)]
+
+
+class _Msr(ctypes.Structure):
+    _fields_ = [("rid", ctypes.c_uint32), ("value", ctypes.c_uint64)]
+
+
+class X86Vcpu(VcpuBackend):
+    def __init__(self, arch, vcpu: Vcpu):
+        cs.verify_layout()
+        self.arch = arch
+        self.vcpu = vcpu
+        self.domain = d = vcpu.domain
+        self.hv = d.hv
+        self.phys = d.phys
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_cpu_model(CPU_MODEL)
+        self.handle = self.uc._uch
+        self.cpu = cs.CpuState(raw.find_cpu_env(
+            self.uc, [X.UC_X86_REG_RAX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX, X.UC_X86_REG_RBX]))
+        self.regs = self.cpu.regs
+        self.cpuid = CpuidPolicy(vcpu.vcpu_id)
+        self.walker = PageWalker(self.phys, maxphyaddr=MAXPHYADDR)
+        self._walk_state: tuple | None = None
+        self.delivery = ExceptionDelivery(self)
+        self.caller = VcpuCaller(vcpu, self)
+        self.crash_reason = ""
+        self._crash: str | None = None
+        self._kick = False
+        self._in_emu = False
+        self._run_lock = threading.Lock()
+        self._fill_fault: tuple[int, int, int] | None = None
+        self._replaying = False
+        self._replay_pf: tuple[int, int] | None = None
+        self._replay_other: int | None = None
+        self._msr_hook: int | None = None
+        self._msr_budget = 0
+        self._u64 = ctypes.c_uint64()
+        self._u64_ptr = ctypes.addressof(self._u64)
+        self._msr = _Msr()
+        self._tlb_entry_ptr = 0
+        self._tlb_entry: _TlbEntry | None = None
+        # Engine memory: guest-physical runs, and one private page for the `until` probe.
+        self._regions: dict[int, int] = {}          # gpa -> size mapped in the engine
+        self._remap_all = True
+        self._private = ctypes.create_string_buffer(4096)
+        self.uc.mem_map_ptr(PRIVATE_GPA, 4096, 5, ctypes.addressof(self._private))
+        self._mmu_mode = None
+        self._choose_mmu()
+        d.p2m.subscribe(self._p2m_changed)
+        self._install_hooks()
+
+    # -- engine set-up ------------------------------------------------------------
+    def _install_hooks(self) -> None:
+        hooks = self.hooks = raw.HookSet(self.handle)
+        hooks.add(UC_HOOK_INSN_INVALID, raw.HOOK_INSN_INVALID_CB, self._on_invalid_opcode)
+        hooks.add(UC_HOOK_INTR, raw.HOOK_INTR_CB, self._on_interrupt)
+        hooks.add(UC_HOOK_INSN, raw.HOOK_INSN_SKIP_CB, self._on_cpuid, insn=X.UC_X86_INS_CPUID)
+        hooks.add(UC_HOOK_INSN, raw.HOOK_INSN_VOID_CB, self._on_syscall,
+                  insn=X.UC_X86_INS_SYSCALL)
+        hooks.add(UC_HOOK_INSN, _OUT_CB, self._on_out, insn=X.UC_X86_INS_OUT)
+        hooks.add(UC_HOOK_INSN, _IN_CB, self._on_in, insn=X.UC_X86_INS_IN)
+        hooks.add(UC_HOOK_MEM_UNMAPPED, raw.HOOK_MEM_INVALID_CB, self._on_unmapped)
+        hooks.add(UC_HOOK_TLB_FILL, raw.HOOK_TLB_FILL_CB, self._on_tlb_fill)
+
+    def _choose_mmu(self) -> None:
+        want = self.hv.params["vcpu_mmu"]
+        if want == "auto":
+            want = "software" if self.domain.p2m.restricted_pages else "engine"
+        mode = UC_TLB_VIRTUAL if want == "software" else UC_TLB_CPU
+        if mode != self._mmu_mode:
+            self.uc.ctl_tlb_mode(mode)
+            raw.flush_tlb(self.handle)
+            self._mmu_mode = mode
+
+    @property
+    def software_mmu(self) -> bool:
+        return self._mmu_mode == UC_TLB_VIRTUAL
+
+    def _p2m_changed(self, gfn: int, count: int) -> None:
+        self._remap_all = True
+        self.walker.invalidate_gfns(gfn, count)
+        if self._in_emu:
+            self.kick()
+
+    def _sync_memory(self) -> None:
+        """Bring the engine's guest-physical mappings in line with the p2m."""
+        if not self._remap_all:
+            return
+        self._remap_all = False
+        for gpa, size in list(self._regions.items()):
+            self.uc.mem_unmap(gpa, size)
+        self._regions.clear()
+        host = self.hv.machine.host_address
+        for run in self.domain.p2m.runs():
+            gpa = run.gfn << 12
+            size = run.count << 12
+            self.uc.mem_map_ptr(gpa, size, 7, host(run.mfn))
+            self._regions[gpa] = size
+        raw.flush_tlb(self.handle)
+        self._choose_mmu()
+
+    # -- the run loop ---------------------------------------------------------------
+    def run(self) -> ExitReason:
+        self._sync_memory()
+        h = self.handle
+        while True:
+            with self._run_lock:
+                if self._kick:
+                    self._kick = False
+                    return ExitReason.KICKED
+                self._in_emu = True
+            self._fill_fault = None
+            err = raw.uc_emu_start(h, self.regs[16], UNTIL, 0, 0)
+            with self._run_lock:
+                self._in_emu = False
+            if self._crash is not None:
+                self.crash_reason, self._crash = self._crash, None
+                return ExitReason.CRASHED
+            if err == 0:
+                if self._at_hlt():
+                    return ExitReason.HALTED
+                if self._remap_all:
+                    self._sync_memory()
+                continue
+            if self._fill_fault is not None:
+                if not self._resolve_fill_fault():
+                    self.crash_reason, self._crash = self._crash or "fault replay failed", None
+                    return ExitReason.CRASHED
+                if self._crash is not None:
+                    self.crash_reason, self._crash = self._crash, None
+                    return ExitReason.CRASHED
+                continue
+            self.crash_reason = (f"engine stopped: {raw.uc_strerror(err).decode()} "
+                                 f"at rip {self.regs[16]:#x}")
+            return ExitReason.CRASHED
+
+    def kick(self) -> None:
+        with self._run_lock:
+            self._kick = True
+            if self._in_emu:
+                raw.uc_emu_stop(self.handle)
+        self.arch.ticker.watch(self)
+
+    def kick_pending(self) -> bool:
+        """For the ticker: still waiting for a kick to land?"""
+        if self._kick and self._in_emu:
+            raw.uc_emu_stop(self.handle)
+            return True
+        return False
+
+    def _at_hlt(self) -> bool:
+        rip = self.regs[16]
+        try:
+            return self.read_linear(rip - 1, 1, cpl=0, implicit=True, fetch=True)[0] == HLT
+        except (PageFault, UnbackedGPA):
+            return False
+
+    def interrupts_enabled(self) -> bool:
+        return bool(self.cpu.u64(cs.EFLAGS) & RFLAGS_IF)
+
+    # -- register helpers ------------------------------------------------------------
+    def read_rflags(self) -> int:
+        raw.uc_reg_read(self.handle, X.UC_X86_REG_RFLAGS, self._u64_ptr)
+        return self._u64.value
+
+    def write_rflags(self, value: int) -> None:
+        self._u64.value = value
+        raw.uc_reg_write(self.handle, X.UC_X86_REG_RFLAGS, self._u64_ptr)
+
+    def read_msr(self, index: int) -> int:
+        self._msr.rid = index
+        raw.uc_reg_read(self.handle, X.UC_X86_REG_MSR, ctypes.addressof(self._msr))
+        return self._msr.value
+
+    def write_msr(self, index: int, value: int) -> None:
+        self._msr.rid = index
+        self._msr.value = value
+        raw.uc_reg_write(self.handle, X.UC_X86_REG_MSR, ctypes.addressof(self._msr))
+
+    def registers(self) -> dict[str, int]:
+        names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                 "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"]
+        out = {n: self.regs[i] for i, n in enumerate(names)}
+        out["rflags"] = self.read_rflags()
+        for i, n in enumerate(("cr0", "cr1", "cr2", "cr3", "cr4")):
+            out[n] = self.cpu.cr(i)
+        out["efer"] = self.cpu.efer
+        for seg, n in ((cs.CS, "cs"), (cs.SS, "ss"), (cs.DS, "ds"), (cs.ES, "es"),
+                       (cs.FS, "fs"), (cs.GS, "gs")):
+            out[n] = self.cpu.segment(seg)[0]
+        out["cpl"] = self.cpu.cpl
+        return out
+
+    # -- guest memory through the guest's page tables --------------------------------
+    def _sync_walker(self) -> None:
+        mem = self.cpu.mem
+        cr0, _cr1, _cr2, cr3, cr4 = _CR5.unpack_from(mem, cs.CR)
+        state = (cr0, cr3, cr4, _Q.unpack_from(mem, cs.EFER)[0])
+        if state != self._walk_state:
+            self.walker.set_state(*state)
+            self._walk_state = state
+
+    def linear_to_gpa(self, va: int, access: Access, cpl: int, implicit: bool = False) -> int:
+        """Translate one address (raises PageFault / UnbackedGPA)."""
+        self._sync_walker()
+        cr0 = self._walk_state[0]
+        if not cr0 & CR0_PG:
+            return va & 0xFFFF_FFFF
+        if not self.cpu.hflags & cs.HF_LMA:
+            va &= 0xFFFF_FFFF
+        ac = bool(self.cpu.u64(cs.EFLAGS) & RFLAGS_AC)
+        r = self.walker.translate(va, access, cpl, implicit_supervisor=implicit, ac_flag=ac)
+        return r.gpa_page | (va & 0xFFF)
+
+    def read_linear(self, va: int, size: int, *, cpl: int = 0, implicit: bool = False,
+                    fetch: bool = False) -> bytes:
+        out = bytearray()
+        access = Access.FETCH if fetch else Access.READ
+        while size > 0:
+            chunk = min(size, 0x1000 - (va & 0xFFF))
+            gpa = self.linear_to_gpa(va, access, cpl, implicit)
+            out += self.phys.read(gpa, chunk)
+            va = (va + chunk) & 0xFFFF_FFFF_FFFF_FFFF
+            size -= chunk
+        return bytes(out)
+
+    def write_linear(self, va: int, data: bytes, *, cpl: int = 0,
+                     implicit: bool = False) -> None:
+        pos = 0
+        gpas = []
+        while pos < len(data):   # translate every page first: a fault writes nothing
+            chunk = min(len(data) - pos, 0x1000 - (va & 0xFFF))
+            gpas.append((self.linear_to_gpa(va, Access.WRITE, cpl, implicit), chunk))
+            va = (va + chunk) & 0xFFFF_FFFF_FFFF_FFFF
+            pos += chunk
+        pos = 0
+        for gpa, chunk in gpas:
+            self.phys.write(gpa, data[pos:pos + chunk])
+            pos += chunk
+
+    def copy_from_guest(self, va: int, size: int) -> bytes:
+        if size < 0:
+            raise GuestFault(va)
+        if self.cpu.hflags & cs.HF_LMA:
+            if not canonical(va) or not canonical((va + max(size, 1) - 1) & (2**64 - 1)):
+                raise GuestFault(va)
+        try:
+            return self.read_linear(va, size, cpl=self.cpu.cpl)
+        except (PageFault, UnbackedGPA):
+            raise GuestFault(va) from None
+
+    def copy_to_guest(self, va: int, data: bytes) -> None:
+        if self.cpu.hflags & cs.HF_LMA:
+            if not canonical(va) or not canonical((va + max(len(data), 1) - 1) & (2**64 - 1)):
+                raise GuestFault(va)
+        try:
+            self.write_linear(va, data, cpl=self.cpu.cpl)
+        except (PageFault, UnbackedGPA):
+            raise GuestFault(va) from None
+
+    # -- exceptions -----------------------------------------------------------------
+    def _deliver(self, vector: int, error_code: int | None = None, *, software: bool = False,
+                 cr2: int | None = None) -> None:
+        try:
+            self.delivery.deliver(vector, error_code, software=software, cr2=cr2)
+        except TripleFault as e:
+            self._triple_fault(str(e))
+        except UnsupportedDelivery as e:
+            self._fatal(f"{describe(vector)}: {e} not supported")
+        except UnbackedGPA as e:
+            self._fatal(f"{describe(vector)} delivery touched unbacked memory ({e})")
+
+    def _triple_fault(self, why: str) -> None:
+        d = self.domain
+        self.hv.log.printk(Level.INFO, f"{self.vcpu}: Triple fault ({why}) - invoking HVM "
+                                       f"shutdown action {d.params[31]}")
+        d.triple_fault_pending = True
+        self._fatal("triple fault")
+
+    def _fatal(self, why: str) -> None:
+        """Stop this vCPU; the core crashes (or shuts down) the domain."""
+        if self._crash is None:
+            self._crash = why
+        raw.uc_emu_stop(self.handle)
+
+    def _on_interrupt(self, _uc, intno: int, _ud) -> None:
+        cpu = self.cpu
+        if self._replaying:
+            if intno == PF:
+                self._replay_pf = (cpu.cr(2), cpu.error_code())
+            raw.uc_emu_stop(self.handle)
+            cpu.clear_old_exception()
+            if intno != PF:
+                self._replay_other = intno
+            return
+        software = cpu.exception_is_int()
+        error_code = None if software else cpu.error_code()
+        if software and intno in (BP, 4):
+            software = True
+        self._deliver(intno, error_code, software=software)
+
+    def _resolve_fill_fault(self) -> bool:
+        """A guest #PF seen by the software walker: get the exact CR2, then deliver it.
+
+        The fill hook only learns the page, not the byte address. Replaying the
+        one faulting instruction on the engine's own walker yields the exact
+        address and error code (the two walkers implement the same rules).
+        """
+        page, access, error_code = self._fill_fault
+        self._fill_fault = None
+        self._replaying = True
+        self._replay_pf = None
+        self._replay_other = None
+        try:
+            self.uc.ctl_tlb_mode(UC_TLB_CPU)
+            raw.flush_tlb(self.handle)
+            raw.uc_emu_start(self.handle, self.regs[16], UNTIL, 0, 1)
+        finally:
+            self._replaying = False
+            self.uc.ctl_tlb_mode(UC_TLB_VIRTUAL)
+            raw.flush_tlb(self.handle)
+        if self._replay_pf is not None:
+            cr2, err = self._replay_pf
+        elif self._replay_other is None:
+            # The engine's walk did not fault: trust ours, with the page as address.
+            self.hv.log.printk(Level.DEBUG, f"{self.vcpu}: walkers disagree at {page:#x}")
+            cr2, err = page, error_code
+        else:
+            self._deliver(self._replay_other, self.cpu.error_code())
+            return True
+        self._deliver(PF, err, cr2=cr2)
+        return True
+
+    # -- hooks ----------------------------------------------------------------------
+    def _on_tlb_fill(self, _uc, va: int, mem_type: int, entry: int, _ud) -> bool:
+        if va == UNTIL_PAGE:
+            self._set_tlb(entry, PRIVATE_GPA, 5)
+            return True
+        access = _MEM_TYPE_ACCESS.get(mem_type, Access.READ)
+        cpu = self.cpu
+        mem = cpu.mem
+        cr0, _cr1, _cr2, cr3, cr4 = _CR5.unpack_from(mem, cs.CR)
+        if not cr0 & CR0_PG:
+            gpa = va & 0xFFFF_F000
+            perms = 7
+        else:
+            state = (cr0, cr3, cr4, _Q.unpack_from(mem, cs.EFER)[0])
+            if state != self._walk_state:
+                self.walker.set_state(*state)
+                self._walk_state = state
+            try:
+                r = self.walker.translate(va, access, cpu.hflags & 3,
+                                          ac_flag=bool(cpu.u64(cs.EFLAGS) & RFLAGS_AC))
+            except PageFault as pf:
+                if self._fill_fault is None:
+                    self._fill_fault = (va, access, pf.error_code)
+                return False
+            except UnbackedGPA as e:
+                self._fatal(f"guest page table in unbacked memory ({e})")
+                return False
+            gpa = r.gpa_page
+            perms = 1 | (2 if (r.writable and r.dirty) else 0) | (4 if r.executable else 0)
+        e = self.phys.p2m.lookup(gpa >> 12)
+        if e is not None:
+            perms &= e.access
+            if not perms & _ACCESS_PERM[access]:
+                self._fatal(f"p2m refuses {access.name.lower()} of gfn {gpa >> 12:#x} "
+                            f"({e.type.name})")
+                return False
+        self._set_tlb(entry, gpa, perms)
+        return True
+
+    def _set_tlb(self, entry: int, paddr: int, perms: int) -> None:
+        if entry != self._tlb_entry_ptr:
+            self._tlb_entry = _TlbEntry.from_address(entry)
+            self._tlb_entry_ptr = entry
+        e = self._tlb_entry
+        e.paddr = paddr
+        e.perms = perms
+
+    def _on_unmapped(self, _uc, mem_type: int, address: int, size: int, value: int,
+                     _ud) -> bool:
+        kind = {19: "read", 20: "write", 21: "fetch"}.get(mem_type, "access")
+        self._fatal(f"{kind} of unbacked guest-physical address {address:#x} "
+                    f"(no device model)")
+        return False
+
+    def _instruction_bytes(self, rip: int, n: int) -> bytes | None:
+        try:
+            return self.read_linear(rip, n, cpl=self.cpu.cpl, implicit=True, fetch=True)
+        except (PageFault, UnbackedGPA):
+            return None
+
+    def _on_invalid_opcode(self, _uc, _ud) -> bool:
+        regs = self.regs
+        rip = regs[16]
+        insn = self._vmcall_bytes(rip)
+        if insn != VMCALL and insn != VMMCALL:
+            self._deliver(UD)
+            return True
+        cpu = self.cpu
+        if cpu.cpl != 0 and cpu.cr(0) & 1:
+            regs[cs.RAX] = (-int(Errno.EPERM)) & 0xFFFF_FFFF_FFFF_FFFF
+        elif cpu.hflags & cs.HF_CS64:
+            self.caller.compat = False
+            ret = self.hv.hypercalls.dispatch(
+                self.caller, regs[cs.RAX], regs[cs.RDI], regs[cs.RSI], regs[cs.RDX],
+                regs[cs.R10], regs[cs.R8], regs[cs.R9])
+            regs[cs.RAX] = ret & 0xFFFF_FFFF_FFFF_FFFF
+        else:
+            m = 0xFFFF_FFFF
+            self.caller.compat = True
+            ret = self.hv.hypercalls.dispatch(
+                self.caller, regs[cs.RAX] & m, regs[cs.RBX] & m, regs[cs.RCX] & m,
+                regs[cs.RDX] & m, regs[cs.RSI] & m, regs[cs.RDI] & m, regs[cs.RBP] & m)
+            regs[cs.RAX] = ret & m
+        self.vcpu.hypercalls += 1
+        regs[16] = rip + 3
+        return True
+
+    def _vmcall_bytes(self, rip: int) -> bytes | None:
+        # Fast path: the engine's TLB already holds the page it just fetched from.
+        if (rip & 0xFFF) <= 0xFFD and raw.uc_vmem_translate(
+                self.handle, rip, 4, self._u64_ptr) == 0:
+            gpa = self._u64.value
+            try:
+                off = self.phys.machine_offset(gpa)
+            except UnbackedGPA:
+                return None
+            return bytes(self.phys.view[off:off + 3])
+        return self._instruction_bytes(rip, 3)
+
+    def _on_cpuid(self, _uc, _ud) -> int:
+        regs = self.regs
+        leaf = regs[cs.RAX] & 0xFFFF_FFFF
+        a, b, c, d = self.cpuid.query(leaf, regs[cs.RCX] & 0xFFFF_FFFF, self.cpu.cr(4))
+        regs[cs.RAX], regs[cs.RBX], regs[cs.RCX], regs[cs.RDX] = a, b, c, d
+        if leaf == XEN_CPUID_BASE + 2 and self._msr_hook is None:
+            self._watch_for_hypercall_msr()
+        return 1
+
+    # The hypercall-page MSR: the engine cannot trap WRMSR, so once the guest has
+    # asked CPUID for the MSR index we single-step-watch for the `wrmsr` for a while.
+    def _watch_for_hypercall_msr(self) -> None:
+        self._msr_budget = MSR_WINDOW_INSNS
+        self._msr_hook = self.hooks.add(UC_HOOK_CODE, raw.HOOK_CODE_CB, self._on_code_msr)
+        # Re-enter at the next instruction so the rest of this block is retranslated
+        # with the watch in place.
+        raw.uc_reg_write(self.handle, X.UC_X86_REG_RIP, ctypes.byref(ctypes.c_uint64(
+            self.regs[16] + 2)))
+
+    def _on_code_msr(self, _uc, address: int, size: int, _ud) -> None:
+        self._msr_budget -= 1
+        regs = self.regs
+        if size == 2 and (regs[cs.RCX] & 0xFFFF_FFFF) == XEN_HYPERCALL_MSR:
+            if self._instruction_bytes(address, 2) == b"\x0f\x30":
+                value = (regs[cs.RAX] & 0xFFFF_FFFF) | ((regs[cs.RDX] & 0xFFFF_FFFF) << 32)
+                self._hypercall_msr_write(value)
+                self._stop_msr_watch()
+                return
+        if self._msr_budget <= 0:
+            self._stop_msr_watch()
+
+    def _stop_msr_watch(self) -> None:
+        if self._msr_hook is not None:
+            self.hooks.remove(self._msr_hook)
+            self._msr_hook = None
+
+    def _hypercall_msr_write(self, value: int) -> None:
+        if self.cpu.cpl != 0:
+            return      # WRMSR at CPL>0 faults natively before reaching here
+        index = value & 0xFFF
+        gpa = value & ~0xFFF
+        if index != 0:
+            self.hv.log.printk(Level.WARNING, f"{self.vcpu}: hypercall page index {index} "
+                                              "ignored (only page 0 exists)")
+            return
+        try:
+            self.phys.write(gpa, hypercall_page(vmmcall=False))
+        except UnbackedGPA:
+            self.hv.log.printk(Level.WARNING, f"{self.vcpu}: hypercall page at unbacked "
+                                              f"gpa {gpa:#x}")
+            return
+        self.domain.arch_state["hypercall_page_gpa"] = gpa
+        raw.flush_all_code(self.handle)
+
+    def _on_syscall(self, _uc, _ud) -> None:
+        cpu = self.cpu
+        efer = cpu.efer
+        regs = self.regs
+        rip = regs[16]
+        if not (efer & EFER_SCE) or not (efer & EFER_LMA):
+            self._deliver(UD)
+            return
+        star = self.read_msr(MSR_STAR)
+        target = self.read_msr(MSR_LSTAR if cpu.hflags & cs.HF_CS64 else MSR_CSTAR)
+        fmask = self.read_msr(MSR_FMASK)
+        rflags = self.read_rflags()
+        next_rip = rip + 2
+        regs[cs.RCX] = next_rip
+        regs[cs.R11] = rflags & ~RFLAGS_RF
+        sel = (star >> 32) & 0xFFFC
+        cpu.load_segment(cs.CS, sel, 0, 0xFFFF_FFFF, 0x00AF9B00)     # 64-bit code, DPL0
+        cpu.load_segment(cs.SS, sel + 8, 0, 0xFFFF_FFFF, 0x00CF9300)  # data, DPL0 → CPL0
+        self.write_rflags(rflags & ~fmask & ~RFLAGS_RF)
+        # The engine adds the instruction length to RIP after this hook returns (and
+        # a RIP write through its API would restart the instruction): write in place.
+        regs[16] = (target - 2) & 0xFFFF_FFFF_FFFF_FFFF
+
+    def _on_out(self, _uc, port: int, size: int, value: int, _ud) -> None:
+        if port == DEBUG_PORT:
+            self.domain.console_write(bytes([value & 0xFF]))
+
+    def _on_in(self, _uc, port: int, size: int, _ud) -> int:
+        return (1 << (8 * size)) - 1   # no device behind any port: all ones
+
+    # -- saved state ------------------------------------------------------------------
+    def load_cpu_record(self, rec) -> None:
+        hvm_context.apply_record(self, rec)
+
+    def save_cpu_record(self) -> bytes:
+        return hvm_context.capture_record(self)
+
+    # -- life cycle -----------------------------------------------------------------
+    def close(self) -> None:
+        self.domain.p2m.unsubscribe(self._p2m_changed)
+        self.arch.ticker.forget(self)
+
+
+_OUT_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint32,
+                           ctypes.c_void_p)
+_IN_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                          ctypes.c_void_p)

@@ -1,0 +1,210 @@
+"""A domain: its memory (p2m), vCPUs, HVM parameters, and life cycle.
+
+Life cycle as in Xen: created paused by the toolstack, unpaused to run; a
+guest ends itself with SCHEDOP_shutdown (reason recorded, vCPUs stop), the
+hypervisor crashes it on fatal errors; the toolstack destroys it (dying, then
+gone: its memory returns to the host).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import TYPE_CHECKING
+
+from ..abi.constants import HVM_NR_PARAMS, Errno, HvmParam, ShutdownReason
+from .errors import HypercallError
+from .guest_memory import DomainPhysMemory
+from .log import Level
+from .memory import PAGE_SHIFT, OutOfMemory
+from .p2m import P2M, Access, P2MType
+from .vcpu import Vcpu
+
+if TYPE_CHECKING:
+    from .hypervisor import Hypervisor
+
+
+class Domain:
+    def __init__(self, hv: Hypervisor, domid: int, *, handle: bytes | None = None,
+                 privileged: bool = False, hvm: bool = True, max_vcpus: int = 0):
+        self.hv = hv
+        self.domid = domid
+        self.handle = handle or uuid.uuid4().bytes
+        self.is_privileged = privileged
+        self.is_hvm = hvm
+        self.ssidref = 0
+        self.lock = threading.RLock()
+        self.p2m = P2M()
+        self.phys = DomainPhysMemory(self.p2m, hv.machine)
+        self.tot_pages = 0
+        self.max_pages = 0
+        self.max_vcpus = max_vcpus
+        self.vcpus: list[Vcpu] = []
+        self.params = [0] * HVM_NR_PARAMS
+        self.params[HvmParam.TRIPLE_FAULT_REASON] = hv.triple_fault_reason
+        self.e820: list[tuple[int, int, int]] = []   # set by the toolstack (set_memory_map)
+        self.pause_count = 0
+        self.is_shutting_down = False
+        self.is_shut_down = False
+        self.shutdown_reason: int | None = None
+        self.shutdown_code = -1
+        self.is_dying = False
+        self.crash_reason = ""
+        self.created_ns = hv.now()
+        self.console_line = bytearray()          # partial console_io line
+        self.console_listeners: list = []        # callables(domid, bytes) for whole output
+        self.arch_state: dict = {}               # per-arch domain data (e.g. hypercall page)
+        self.is_xenstore = False
+        self.max_evtchn_port = (1 << 17) - 1     # until the toolstack lowers it
+        self.max_grant_frames = hv.params["gnttab_max_frames"]
+        self.max_maptrack_frames = hv.params["gnttab_max_maptrack_frames"]
+
+    def __repr__(self) -> str:
+        return f"d{self.domid}"
+
+    def shared_info_gfn(self) -> int:
+        """Where the guest mapped shared_info (0: not mapped; core-ABI issue)."""
+        return 0
+
+    def set_hvm_param(self, index: int, value: int) -> None:
+        self.params[index] = value
+
+    # -- vCPUs -------------------------------------------------------------------
+    def create_vcpus(self) -> None:
+        for i in range(len(self.vcpus), self.max_vcpus):
+            v = Vcpu(self, i)
+            v.backend = self.hv.arch.create_vcpu_backend(v)
+            self.vcpus.append(v)
+
+    def event_pending(self, vcpu: Vcpu) -> bool:
+        """Whether an event is waiting for `vcpu` (event channels arrive with issue 3)."""
+        return False
+
+    # -- memory --------------------------------------------------------------------
+    def populate(self, gfn: int, count: int, type_: P2MType = P2MType.RAM_RW,
+                 access: Access = Access.RWX) -> None:
+        """Back `count` frames from `gfn` with fresh machine frames (counts towards tot_pages).
+
+        Whatever was mapped at those gfns before is released first.
+        """
+        with self.lock:
+            self.unpopulate(gfn, count)
+            if self.tot_pages + count > self.max_pages:
+                raise HypercallError(Errno.ENOMEM, "over the domain's memory limit")
+            try:
+                extents = self.hv.machine.alloc(count, owner=self.domid)
+            except OutOfMemory:
+                raise HypercallError(Errno.ENOMEM, "host out of memory") from None
+            g = gfn
+            for mfn, nr in extents:
+                self.p2m.set_range(g, mfn, nr, type_, access)
+                g += nr
+            self.tot_pages += count
+
+    def unpopulate(self, gfn: int, count: int) -> int:
+        """Remove gfns from the physmap, freeing the frames this domain owns. Returns freed."""
+        with self.lock:
+            removed = self.p2m.remove(gfn, count)
+            mine = [(e.mfn, 1) for e in removed if self.hv.machine.owner[e.mfn] == self.domid]
+            if mine:
+                self.hv.machine.free(mine)
+                self.tot_pages -= len(mine)
+            return len(mine)
+
+    def release_memory(self) -> None:
+        for v in self.vcpus:
+            if v.backend is not None:
+                v.backend.close()
+        owner = self.hv.machine.owner
+        mine = [(e.mfn, 1) for _, e in self.p2m.entries() if owner[e.mfn] == self.domid]
+        self.p2m.clear()
+        self.hv.machine.free(_coalesce(mine))
+        self.tot_pages = 0
+
+    def gpa_to_machine(self, gpa: int) -> int | None:
+        e = self.p2m.lookup(gpa >> PAGE_SHIFT)
+        return None if e is None else (e.mfn << PAGE_SHIFT) | (gpa & 0xFFF)
+
+    # -- life cycle ----------------------------------------------------------------
+    def pause(self) -> None:
+        with self.lock:
+            self.pause_count += 1
+        for v in self.vcpus:
+            v.poke()
+        for v in self.vcpus:
+            v.wait_stopped()
+
+    def unpause(self) -> None:
+        with self.lock:
+            if self.pause_count > 0:
+                self.pause_count -= 1
+        for v in self.vcpus:
+            v.start()
+            v.poke()
+
+    def shutdown(self, reason: int) -> None:
+        """Shut the domain down. A code recorded earlier (SCHEDOP_shutdown_code,
+        or a previous shutdown) takes precedence over `reason`, as in Xen."""
+        with self.lock:
+            if self.shutdown_code == -1:
+                self.shutdown_code = int(reason) & 0xFF
+            reason = self.shutdown_code
+            if self.is_shutting_down:
+                return
+            self.is_shutting_down = True
+            self.shutdown_reason = int(reason)
+            self.is_shut_down = True
+        try:
+            name = ShutdownReason(reason).name
+        except ValueError:
+            name = str(reason)
+        self.hv.log.printk(Level.INFO, f"Domain {self.domid} shutdown: reason {name}")
+        for v in self.vcpus:
+            v.poke()
+        self.hv.domain_state_changed(self)
+
+    def crash(self, why: str) -> None:
+        with self.lock:
+            if self.is_shutting_down:
+                return
+            self.crash_reason = why
+        self.hv.log.printk(Level.ERR, f"Domain {self.domid} crashed: {why}")
+        self.shutdown(ShutdownReason.crash)
+
+    def destroy(self) -> None:
+        with self.lock:
+            if self.is_dying:
+                return
+            self.is_dying = True
+        for v in self.vcpus:
+            v.poke()
+        for v in self.vcpus:
+            v.join(5.0)
+        self.release_memory()
+
+    # -- console_io output ---------------------------------------------------------
+    def console_write(self, data: bytes) -> None:
+        """Guest console output (console_io or the 0xE9 debug port)."""
+        for fn in list(self.console_listeners):
+            fn(self.domid, data)
+        for b in data:
+            if b == 0x0A:
+                line = self.console_line.decode("utf-8", "replace")
+                self.console_line.clear()
+                self.hv.log.guest(Level.DEBUG, self.domid, line)
+            elif b != 0x0D:
+                self.console_line.append(b)
+                if len(self.console_line) >= 1024:
+                    self.hv.log.guest(Level.DEBUG, self.domid,
+                                      self.console_line.decode("utf-8", "replace"))
+                    self.console_line.clear()
+
+
+def _coalesce(frames: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for mfn, nr in sorted(frames):
+        if out and out[-1][0] + out[-1][1] == mfn:
+            out[-1][1] += nr
+        else:
+            out.append([mfn, nr])
+    return [(a, b) for a, b in out]

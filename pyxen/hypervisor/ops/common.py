@@ -1,0 +1,52 @@
+"""Helpers shared by hypercall handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...abi.constants import DOMID_SELF, Errno
+from ...abi.layout import Layout
+from ..errors import HypercallError
+
+if TYPE_CHECKING:
+    from ..domain import Domain
+    from ..hypercall import Caller
+
+
+def read_struct(caller: Caller, layout: Layout, addr: int):
+    return layout.unpack(caller.copy_from_guest(addr, layout.size))
+
+
+def write_struct(caller: Caller, layout: Layout, addr: int, **values) -> None:
+    caller.copy_to_guest(addr, layout.pack(**values))
+
+
+def c_string(text: str, size: int) -> bytes:
+    """A NUL-terminated, NUL-padded fixed-size C string."""
+    raw = text.encode()[: size - 1]
+    return raw + b"\0" * (size - len(raw))
+
+
+def target_domain(caller: Caller, domid: int, *, privileged: bool = True) -> Domain:
+    """The domain a call names: DOMID_SELF/own id, or another one if allowed.
+
+    Xen looks the domain up first (-ESRCH) and then asks the security policy
+    (-EPERM) — in that order.
+    """
+    if domid == DOMID_SELF or domid == caller.domain.domid:
+        return caller.domain
+    d = caller.domain.hv.get_domain(domid)
+    if d is None or d.is_dying:
+        raise HypercallError(Errno.ESRCH)
+    if not (privileged and caller.domain.is_privileged):
+        raise HypercallError(Errno.EPERM)
+    return d
+
+
+def require_privileged(caller: Caller) -> None:
+    if not caller.domain.is_privileged:
+        raise HypercallError(Errno.EPERM)
+
+
+def errno(e: Errno) -> int:
+    return -int(e)

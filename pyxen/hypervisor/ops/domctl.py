@@ -1,0 +1,162 @@
+"""domctl (hypercall 36): domain management for the toolstack (Dom0 only).
+
+The argument is one `struct xen_domctl` (4.10 interface version 0x0e) in the
+caller's memory: a header naming the command and the domain, and a 128-byte
+union with the command's payload, copied back with any results.
+"""
+
+from __future__ import annotations
+
+from ...abi import constants as C
+from ...abi import structs as S
+from ...abi.constants import DOMCTL_INTERFACE_VERSION, DOMID_FIRST_RESERVED, Domctl, Errno
+from ..errors import HypercallError
+
+U = S.XEN_DOMCTL_UNION_OFFSET
+MAX_VIRT_CPUS = 128    # pyxen's limit on vCPUs per domain (Xen's HVM_MAX_VCPUS)
+
+
+def domain_info_flags(d) -> int:
+    flags = 0
+    if d.is_dying:
+        flags |= C.XEN_DOMINF_dying
+    if d.is_hvm:
+        flags |= C.XEN_DOMINF_hvm_guest
+    if d.is_shut_down:
+        flags |= C.XEN_DOMINF_shutdown
+        flags |= (d.shutdown_reason & C.XEN_DOMINF_shutdownmask) << C.XEN_DOMINF_shutdownshift
+    if d.pause_count > 0:
+        flags |= C.XEN_DOMINF_paused
+    running = any(v.runstate == C.RunstateState.running for v in d.vcpus)
+    online = [v for v in d.vcpus if v.online]
+    if running:
+        flags |= C.XEN_DOMINF_running
+    elif online and all(v.blocked for v in online):
+        flags |= C.XEN_DOMINF_blocked
+    return flags
+
+
+def domain_info(d) -> bytes:
+    cpu_time = sum(v.cpu_time_ns() for v in d.vcpus)
+    return S.XEN_DOMCTL_GETDOMAININFO.pack(
+        domain=d.domid, flags=domain_info_flags(d), tot_pages=d.tot_pages,
+        max_pages=d.max_pages, shared_info_frame=d.shared_info_gfn(), cpu_time=cpu_time,
+        nr_online_vcpus=sum(1 for v in d.vcpus if v.online),
+        max_vcpu_id=max(d.max_vcpus - 1, 0), ssidref=d.ssidref, handle=d.handle, cpupool=0)
+
+
+def do_domctl(caller, arg, *_):
+    me = caller.domain
+    if not me.is_privileged:
+        raise HypercallError(Errno.EPERM)
+    raw = bytearray(caller.copy_from_guest(arg, S.XEN_DOMCTL_SIZE))
+    hdr = S.XEN_DOMCTL_HEADER.unpack(raw)
+    if hdr.interface_version != DOMCTL_INTERFACE_VERSION:
+        raise HypercallError(Errno.EACCES)
+    hv = me.hv
+    cmd = hdr.cmd
+    copy_back = False
+
+    if cmd == Domctl.createdomain:
+        cd = S.XEN_DOMCTL_CREATEDOMAIN.unpack(raw, U)
+        known = (C.XEN_DOMCTL_CDF_hvm_guest | C.XEN_DOMCTL_CDF_hap | C.XEN_DOMCTL_CDF_s3_integrity
+                 | C.XEN_DOMCTL_CDF_oos_off | C.XEN_DOMCTL_CDF_xs_domain)
+        if cd.flags & ~known:
+            raise HypercallError(Errno.EINVAL)
+        if not cd.flags & C.XEN_DOMCTL_CDF_hvm_guest:
+            raise HypercallError(Errno.EOPNOTSUPP)   # PV guests: not supported yet
+        want = hdr.domain if 0 < hdr.domain < DOMID_FIRST_RESERVED else None
+        if want is not None and hv.get_domain(want) is not None:
+            raise HypercallError(Errno.EEXIST)
+        d = hv.create_domain(want, handle=cd.handle, hvm=True)
+        d.ssidref = cd.ssidref
+        d.is_xenstore = bool(cd.flags & C.XEN_DOMCTL_CDF_xs_domain)
+        S.XEN_DOMCTL_HEADER.write(raw, 0, "domain", d.domid)
+        copy_back = True
+    elif cmd == Domctl.getdomaininfo:
+        # Xen returns the first existing domain whose id is >= the one asked for.
+        found = sorted(x for x in hv.domains if x >= hdr.domain)
+        if not found:
+            raise HypercallError(Errno.ESRCH)
+        d = hv.domains[found[0]]
+        raw[U:U + S.XEN_DOMCTL_GETDOMAININFO.size] = domain_info(d)
+        S.XEN_DOMCTL_HEADER.write(raw, 0, "domain", d.domid)
+        copy_back = True
+    else:
+        d = hv.get_domain(hdr.domain)
+        if d is None:
+            raise HypercallError(Errno.ESRCH)
+        if cmd == Domctl.destroydomain:
+            if d.domid == 0:
+                raise HypercallError(Errno.EINVAL)
+            hv.destroy_domain(d)
+        elif cmd == Domctl.pausedomain:
+            if d is me:
+                raise HypercallError(Errno.EINVAL)
+            d.pause()
+        elif cmd == Domctl.unpausedomain:
+            if d.is_dying:
+                raise HypercallError(Errno.EINVAL)
+            d.unpause()
+        elif cmd == Domctl.max_mem:
+            kb = S.XEN_DOMCTL_MAX_MEM.unpack(raw, U).max_memkb
+            pages = kb >> 2
+            if pages < d.tot_pages:
+                raise HypercallError(Errno.EINVAL)
+            d.max_pages = pages
+        elif cmd == Domctl.max_vcpus:
+            n = S.XEN_DOMCTL_MAX_VCPUS.unpack(raw, U).max
+            if n > MAX_VIRT_CPUS or (d.vcpus and n != d.max_vcpus):
+                raise HypercallError(Errno.EINVAL)
+            d.max_vcpus = n
+            d.create_vcpus()
+        elif cmd == Domctl.setdomainhandle:
+            d.handle = S.XEN_DOMCTL_SETDOMAINHANDLE.unpack(raw, U).handle
+        elif cmd == Domctl.sethvmcontext:
+            ctx = S.XEN_DOMCTL_HVMCONTEXT.unpack(raw, U)
+            if d is me or not d.is_hvm:
+                raise HypercallError(Errno.EINVAL)
+            blob = caller.copy_from_guest(ctx.buffer, ctx.size)
+            d.pause()
+            try:
+                hv.arch.load_hvm_context(d, blob)
+            finally:
+                d.unpause()
+        elif cmd == Domctl.gethvmcontext:
+            ctx = S.XEN_DOMCTL_HVMCONTEXT.unpack(raw, U)
+            if d is me or not d.is_hvm:
+                raise HypercallError(Errno.EINVAL)
+            blob = hv.arch.save_hvm_context(d)
+            if ctx.buffer:
+                if ctx.size < len(blob):
+                    raise HypercallError(Errno.ENOSPC)
+                caller.copy_to_guest(ctx.buffer, blob)
+            S.XEN_DOMCTL_HVMCONTEXT.write(raw, U, "size", len(blob))
+            copy_back = True
+        elif cmd == Domctl.getvcpuinfo:
+            info = S.XEN_DOMCTL_GETVCPUINFO.unpack(raw, U)
+            if info.vcpu >= len(d.vcpus):
+                raise HypercallError(Errno.ESRCH if info.vcpu < d.max_vcpus else Errno.EINVAL)
+            v = d.vcpus[info.vcpu]
+            raw[U:U + S.XEN_DOMCTL_GETVCPUINFO.size] = S.XEN_DOMCTL_GETVCPUINFO.pack(
+                vcpu=info.vcpu, online=int(v.online), blocked=int(v.blocked),
+                running=int(v.runstate == C.RunstateState.running),
+                cpu_time=v.cpu_time_ns(), cpu=0)
+            copy_back = True
+        elif cmd == Domctl.set_max_evtchn:
+            d.max_evtchn_port = S.XEN_DOMCTL_SET_MAX_EVTCHN.unpack(raw, U).max_port
+        elif cmd == Domctl.set_gnttab_limits:
+            lim = S.XEN_DOMCTL_SET_GNTTAB_LIMITS.unpack(raw, U)
+            if not lim.grant_frames or not lim.maptrack_frames:
+                raise HypercallError(Errno.EINVAL)
+            d.max_grant_frames = lim.grant_frames
+            d.max_maptrack_frames = lim.maptrack_frames
+        else:
+            raise HypercallError(Errno.ENOSYS)
+    if copy_back:
+        caller.copy_to_guest(arg, bytes(raw))
+    return 0
+
+
+def register(hv) -> None:
+    hv.hypercalls.register(C.Hypercall.domctl, do_domctl)

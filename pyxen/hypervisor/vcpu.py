@@ -1,0 +1,145 @@
+"""A virtual CPU as the core sees it: scheduling state, runstate accounting, its thread.
+
+Each vCPU runs guest code on its own host thread (the engine releases the GIL
+while guest code runs). The thread sleeps while the vCPU is not runnable —
+offline, blocked (HLT, SCHEDOP_block), or its domain paused or shut down —
+and wakes on `wake()` or when the condition that stopped it clears.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+from ..abi.constants import RunstateState
+from ..arch.backend import ExitReason, VcpuBackend
+from .log import Level
+
+if TYPE_CHECKING:
+    from .domain import Domain
+
+
+class Vcpu:
+    def __init__(self, domain: Domain, vcpu_id: int):
+        self.domain = domain
+        self.vcpu_id = vcpu_id
+        self.backend: VcpuBackend | None = None
+        self.initialised = False
+        self.online = False          # VCPUOP_up / down
+        self.blocked = False         # waiting for an event
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._in_guest = False       # between entering and leaving backend.run()
+        # Runstate accounting (ns of hypervisor system time).
+        self.runstate = RunstateState.offline
+        self.runstate_entry = domain.hv.now()
+        self.runstate_time = [0, 0, 0, 0]
+        self.hypercalls = 0
+
+    def __repr__(self) -> str:
+        return f"d{self.domain.domid}v{self.vcpu_id}"
+
+    # -- state -----------------------------------------------------------------
+    def runnable(self) -> bool:
+        d = self.domain
+        return (self.online and not self.blocked and d.pause_count == 0
+                and not d.is_shutting_down and not d.is_dying)
+
+    def _set_runstate(self, state: RunstateState) -> None:
+        now = self.domain.hv.now()
+        self.runstate_time[self.runstate] += now - self.runstate_entry
+        self.runstate = state
+        self.runstate_entry = now
+
+    def runstate_snapshot(self) -> tuple[RunstateState, int, list[int]]:
+        with self._cond:
+            now = self.domain.hv.now()
+            times = list(self.runstate_time)
+            times[self.runstate] += now - self.runstate_entry
+            return self.runstate, self.runstate_entry, times
+
+    def cpu_time_ns(self) -> int:
+        return self.runstate_snapshot()[2][RunstateState.running]
+
+    # -- control from other threads --------------------------------------------
+    def poke(self) -> None:
+        """Re-evaluate runnability: wake the thread, or stop the engine."""
+        with self._cond:
+            self._cond.notify_all()
+        if self._in_guest and self.backend is not None and not self.runnable():
+            self.backend.kick()
+
+    def wake(self) -> None:
+        """An event arrived: unblock."""
+        with self._cond:
+            self.blocked = False
+            self._cond.notify_all()
+
+    def block(self) -> None:
+        """Called from this vCPU's own hypercall or HLT: stop until woken."""
+        with self._cond:
+            self.blocked = True
+        if self.backend is not None:
+            self.backend.kick()
+
+    def wait_stopped(self, timeout: float = 5.0) -> bool:
+        """Wait until the vCPU is out of guest code (after making it non-runnable)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._in_guest:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    # -- the thread ------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=repr(self), daemon=True)
+            self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        d = self.domain
+        hv = d.hv
+        try:
+            while True:
+                with self._cond:
+                    while not self.runnable() and not d.is_dying:
+                        state = (RunstateState.offline if not self.online
+                                 else RunstateState.blocked if self.blocked
+                                 else RunstateState.runnable)
+                        if state != self.runstate:
+                            self._set_runstate(state)
+                        self._cond.wait(0.5)
+                    if d.is_dying:
+                        break
+                    self._set_runstate(RunstateState.running)
+                    self._in_guest = True
+                try:
+                    reason = self.backend.run()
+                finally:
+                    with self._cond:
+                        self._in_guest = False
+                        self._set_runstate(RunstateState.runnable)
+                        self._cond.notify_all()
+                if reason is ExitReason.HALTED:
+                    with self._cond:
+                        if not d.event_pending(self):
+                            self.blocked = True
+                elif reason is ExitReason.CRASHED:
+                    d.crash(f"{self}: {self.backend.crash_reason}")
+        except Exception:  # noqa: BLE001 - a hypervisor bug must not take the host down
+            hv.log.printk(Level.ERR, f"{self}: internal error, crashing the domain\n"
+                          + traceback.format_exc().rstrip())
+            d.crash(f"{self}: internal error")
+        finally:
+            with self._cond:
+                self._in_guest = False
+                self._cond.notify_all()
