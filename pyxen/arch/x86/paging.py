@@ -33,16 +33,17 @@ Divergences from hardware, all invisible to well-behaved guests:
 
 Speed.  :attr:`PageWalker.translate` is a closure rebuilt by
 :meth:`PageWalker.set_state`, specialised for the paging mode, with every mask
-bound as a closure cell.  Table pages are read through a cache of live
-``memoryview`` casts (``'Q'`` or ``'I'``) of the backing pages, keyed by the
-table's guest-physical page address, so one table read is a dict lookup and an
-index.  The cache holds *views*, never copies: guest writes to its page tables
-are seen at once.  It only has to forget a page when the guest-physical ->
-backing mapping changes: **wire** :meth:`PageWalker.invalidate_gfns` **to the
-p2m's change notifications** (its signature matches ``P2MListener``).  All
-access-rights rules are folded into precomputed tables indexed by the combined
-entry bits, so the common case (no fault, A/D already set) makes no Python
-calls besides the lookups.
+bound as a closure cell.  Table reads go through caches of live ``memoryview``
+casts of the backing pages (see "table access" below), so reading one level is
+a dict lookup plus an index, and validating a non-leaf entry is a cache hit.
+The views are never copies: guest writes to its page tables are seen at once.
+They only go stale when the guest-physical -> backing mapping changes:
+**subscribe** :meth:`PageWalker.invalidate_gfns` **to the p2m's change
+notifications** (its signature matches ``P2MListener``), and call
+:meth:`PageWalker.flush_table_cache` before closing the backing mmap (the views
+export its buffer).  All access-rights rules are folded into precomputed
+tables indexed by the combined entry bits, so the common case (no fault, A/D
+already set) makes no Python-level calls.
 """
 
 from __future__ import annotations
@@ -283,6 +284,7 @@ _PermTable = tuple[_PermEntry, ...]
 
 
 def _perm_table(access: int, ctx: int, wp: bool, smep: bool, smap: bool, insn_flag: bool):
+    """The 512 outcomes of one access kind by one context (see the index layout above)."""
     err = PFEC_PRESENT
     if access == Access.WRITE:
         err |= PFEC_WRITE

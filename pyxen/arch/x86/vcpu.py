@@ -41,7 +41,7 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 
-from ...abi.constants import Errno
+from ...abi.constants import Errno, HvmParam
 from ...hypervisor.errors import GuestFault
 from ...hypervisor.guest_memory import UnbackedGPA
 from ...hypervisor.hypercall import VcpuCaller
@@ -120,6 +120,7 @@ class X86Vcpu(VcpuBackend):
         self.caller = VcpuCaller(vcpu, self)
         self.crash_reason = ""
         self._crash: str | None = None
+        self._shutdown_on_exit: int | None = None
         self._kick = False
         self._in_emu = False
         self._run_lock = threading.Lock()
@@ -195,6 +196,13 @@ class X86Vcpu(VcpuBackend):
         self._choose_mmu()
 
     # -- the run loop ---------------------------------------------------------------
+    def _stop_reason(self) -> ExitReason:
+        self.crash_reason, self._crash = self._crash or "", None
+        if self._shutdown_on_exit is not None:
+            self.shutdown_reason, self._shutdown_on_exit = self._shutdown_on_exit, None
+            return ExitReason.SHUTDOWN
+        return ExitReason.CRASHED
+
     def run(self) -> ExitReason:
         self._sync_memory()
         h = self.handle
@@ -209,8 +217,7 @@ class X86Vcpu(VcpuBackend):
             with self._run_lock:
                 self._in_emu = False
             if self._crash is not None:
-                self.crash_reason, self._crash = self._crash, None
-                return ExitReason.CRASHED
+                return self._stop_reason()
             if err == 0:
                 if self._at_hlt():
                     return ExitReason.HALTED
@@ -218,12 +225,9 @@ class X86Vcpu(VcpuBackend):
                     self._sync_memory()
                 continue
             if self._fill_fault is not None:
-                if not self._resolve_fill_fault():
-                    self.crash_reason, self._crash = self._crash or "fault replay failed", None
-                    return ExitReason.CRASHED
+                self._resolve_fill_fault()
                 if self._crash is not None:
-                    self.crash_reason, self._crash = self._crash, None
-                    return ExitReason.CRASHED
+                    return self._stop_reason()
                 continue
             self.crash_reason = (f"engine stopped: {raw.uc_strerror(err).decode()} "
                                  f"at rip {self.regs[16]:#x}")
@@ -368,9 +372,9 @@ class X86Vcpu(VcpuBackend):
     def _triple_fault(self, why: str) -> None:
         d = self.domain
         self.hv.log.printk(Level.INFO, f"{self.vcpu}: Triple fault ({why}) - invoking HVM "
-                                       f"shutdown action {d.params[31]}")
-        d.triple_fault_pending = True
-        self._fatal("triple fault")
+                                       f"shutdown action {d.params[HvmParam.TRIPLE_FAULT_REASON]}")
+        self._shutdown_on_exit = d.params[HvmParam.TRIPLE_FAULT_REASON]
+        self._fatal(f"triple fault ({why})")
 
     def _fatal(self, why: str) -> None:
         """Stop this vCPU; the core crashes (or shuts down) the domain."""
@@ -454,7 +458,10 @@ class X86Vcpu(VcpuBackend):
                 self._fatal(f"guest page table in unbacked memory ({e})")
                 return False
             gpa = r.gpa_page
-            perms = 1 | (2 if (r.writable and r.dirty) else 0) | (4 if r.executable else 0)
+            # Write only once D is set (so the first write comes back to set it); read
+            # only for data walks (SMAP may allow a fetch where it forbids a read).
+            perms = ((0 if access is Access.FETCH else 1) | (2 if (r.writable and r.dirty) else 0)
+                     | (4 if r.executable else 0))
         e = self.phys.p2m.lookup(gpa >> 12)
         if e is not None:
             perms &= e.access
