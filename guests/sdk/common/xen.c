@@ -1,0 +1,132 @@
+/* Finding Xen through CPUID and setting up the hypercall page. */
+#include "sdk.h"
+
+bool xen_present;
+uint32_t xen_cpuid_base;
+uint32_t xen_version_cpuid;
+uint32_t xen_hypercall_msr;
+bool hypercall_page_ready;
+
+/* Filled by the hypervisor when we write its physical address to the MSR. */
+uint8_t hypercall_page[4096] __aligned(4096) __attribute__((section(".bss.page_aligned")));
+
+bool xen_detect(void)
+{
+    /* Xen's leaves sit at 0x40000000, or 0x40000100 when Viridian is on. */
+    for (uint32_t base = XEN_CPUID_FIRST_BASE; base <= XEN_CPUID_LAST_BASE;
+         base += XEN_CPUID_BASE_STEP) {
+        uint32_t a, b, c, d;
+        cpuid_count(base, 0, &a, &b, &c, &d);
+        if (b == XEN_CPUID_SIG_EBX && c == XEN_CPUID_SIG_ECX &&
+            d == XEN_CPUID_SIG_EDX && a >= base + 2) {
+            xen_present = true;
+            xen_cpuid_base = base;
+            xen_version_cpuid = cpuid_eax(base + 1);
+            xen_hypercall_msr = cpuid_ebx(base + 2);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool xen_setup_hypercall_page(void)
+{
+    if (!xen_present)
+        return false;
+    /* Identity-mapped (or unpaged) image: virtual address == physical. */
+    wrmsr(xen_hypercall_msr, (unsigned long)hypercall_page);
+    hypercall_page_ready = true;
+    return true;
+}
+
+#ifdef __x86_64__
+#define HC_ARGS "+D"(a1), "+S"(a2), "+d"(a3)
+#define HC_CLOBBERS "memory", "r8", "r9", "r10", "cc"
+#else
+#define HC_ARGS "+b"(a1), "+c"(a2), "+d"(a3)
+#define HC_CLOBBERS "memory", "esi", "edi", "cc"
+#endif
+
+long hypercall_insn_checked(bool use_vmmcall, unsigned long nr, unsigned long a1,
+                            unsigned long a2, unsigned long a3, int *vector)
+{
+    long ret = -XEN_ENOSYS;
+    unsigned long ax = nr;
+    fault_reset();
+    if (use_vmmcall)
+        asm volatile("1: .byte 0x0f, 0x01, 0xd9\n2:\n" ASM_EXTABLE(1b, 2b)
+                     : "+a"(ax), HC_ARGS :: HC_CLOBBERS);
+    else
+        asm volatile("1: .byte 0x0f, 0x01, 0xc1\n2:\n" ASM_EXTABLE(1b, 2b)
+                     : "+a"(ax), HC_ARGS :: HC_CLOBBERS);
+    if (last_fault.vector != NO_FAULT) {
+        *vector = (int)last_fault.vector;
+        return ret;
+    }
+    *vector = -1;
+    return (long)ax;
+}
+
+bool cpu_is_amd(void)
+{
+    uint32_t a, b, c, d;
+    cpuid_count(0, 0, &a, &b, &c, &d);
+    /* "AuthenticAMD" / "HygonGenuine": EBX is "Auth" / "Hygo". */
+    return b == 0x68747541u || b == 0x6f677948u;
+}
+
+long xen_get_hvm_param(uint32_t index, uint64_t *value)
+{
+    struct xen_hvm_param p = { .domid = DOMID_SELF, .index = index };
+    long rc = HYPERVISOR_hvm_op(HVMOP_get_param, &p);
+    if (rc == 0 && value)
+        *value = p.value;
+    return rc;
+}
+
+const char *xen_errno_name(long err)
+{
+    static const struct { int num; const char *name; } names[] = {
+        { 0, "0" },
+        { XEN_EPERM, "-EPERM" },   { XEN_ENOENT, "-ENOENT" },
+        { XEN_ESRCH, "-ESRCH" },   { XEN_EINTR, "-EINTR" },
+        { XEN_EIO, "-EIO" },       { XEN_ENXIO, "-ENXIO" },
+        { XEN_E2BIG, "-E2BIG" },   { XEN_EBADF, "-EBADF" },
+        { XEN_EAGAIN, "-EAGAIN" }, { XEN_ENOMEM, "-ENOMEM" },
+        { XEN_EACCES, "-EACCES" }, { XEN_EFAULT, "-EFAULT" },
+        { XEN_EBUSY, "-EBUSY" },   { XEN_EEXIST, "-EEXIST" },
+        { XEN_EXDEV, "-EXDEV" },   { XEN_ENODEV, "-ENODEV" },
+        { XEN_EINVAL, "-EINVAL" }, { XEN_ENOSPC, "-ENOSPC" },
+        { XEN_ERANGE, "-ERANGE" }, { XEN_ENOSYS, "-ENOSYS" },
+        { XEN_ENODATA, "-ENODATA" }, { XEN_ETIME, "-ETIME" },
+        { XEN_EOPNOTSUPP, "-EOPNOTSUPP" },
+    };
+    for (unsigned int i = 0; i < ARRAY_SIZE(names); i++)
+        if (-err == names[i].num)
+            return names[i].name;
+    return err > 0 ? "positive" : "-E?";
+}
+
+/* Layouts from the reference sheet; a mistake here would corrupt hypercalls. */
+_Static_assert(sizeof(struct hvm_start_info) == 56, "hvm_start_info (v1) is 56 bytes");
+_Static_assert(__builtin_offsetof(struct hvm_start_info, memmap_paddr) == 40, "memmap_paddr @40");
+_Static_assert(sizeof(struct hvm_modlist_entry) == 32, "hvm_modlist_entry is 32 bytes");
+_Static_assert(sizeof(struct hvm_memmap_table_entry) == 24, "memmap entry is 24 bytes");
+_Static_assert(sizeof(struct e820_entry) == 20, "e820 entries are packed, 20 bytes");
+_Static_assert(sizeof(struct xen_hvm_param) == 16, "xen_hvm_param is 16 bytes");
+_Static_assert(__builtin_offsetof(struct xen_hvm_param, index) == 4, "index @4");
+_Static_assert(__builtin_offsetof(struct xen_hvm_param, value) == 8, "value @8");
+_Static_assert(sizeof(struct xencons_interface) == 3088, "xencons_interface is 3088 bytes");
+_Static_assert(sizeof(struct xen_compile_info) == 144, "xen_compile_info is 144 bytes");
+_Static_assert(sizeof(struct xen_feature_info) == 8, "xen_feature_info is 8 bytes");
+_Static_assert(sizeof(struct xen_memory_map) == 2 * sizeof(void *), "memory_map: u32 + handle");
+#ifdef __x86_64__
+_Static_assert(sizeof(struct tss64) == 104, "64-bit TSS is 104 bytes");
+_Static_assert(__builtin_offsetof(struct tss64, ist[1]) == 36, "IST1 @36");
+_Static_assert(__builtin_offsetof(struct tss64, iomap_base) == 102, "iomap base @102");
+_Static_assert(sizeof(struct idt_gate) == 16, "64-bit gates are 16 bytes");
+_Static_assert(sizeof(struct trap_frame) == 22 * 8, "trap frame matches entry.S");
+#else
+_Static_assert(sizeof(struct idt_gate) == 8, "32-bit gates are 8 bytes");
+_Static_assert(sizeof(struct trap_frame) == 13 * 4, "trap frame matches entry.S");
+#endif
