@@ -16,11 +16,14 @@ class ExitReason(Enum):
     KICKED = auto()     # asked to stop (pause, shutdown, preemption, new event)
     HALTED = auto()     # the guest waits for an interrupt (x86 HLT, ARM WFI)
     CRASHED = auto()    # the guest did something fatal; the core crashes the domain
+    SHUTDOWN = auto()   # the architecture shuts the domain down (x86 triple fault)
 
 
 class VcpuBackend(ABC):
-    #: Human-readable reason of the last CRASHED exit.
+    #: Human-readable reason of the last CRASHED or SHUTDOWN exit.
     crash_reason: str = ""
+    #: Shutdown reason (SHUTDOWN_*) of the last SHUTDOWN exit.
+    shutdown_reason: int = 0
 
     @abstractmethod
     def run(self) -> ExitReason:

@@ -142,7 +142,7 @@ class Domain:
             v.start()
             v.poke()
 
-    def shutdown(self, reason: int) -> None:
+    def shutdown(self, reason: int, why: str = "") -> None:
         """Shut the domain down. A code recorded earlier (SCHEDOP_shutdown_code,
         or a previous shutdown) takes precedence over `reason`, as in Xen."""
         with self.lock:
@@ -152,6 +152,8 @@ class Domain:
             if self.is_shutting_down:
                 return
             self.is_shutting_down = True
+            if why:
+                self.crash_reason = why
             self.shutdown_reason = int(reason)
             self.is_shut_down = True
         try:
@@ -167,9 +169,8 @@ class Domain:
         with self.lock:
             if self.is_shutting_down:
                 return
-            self.crash_reason = why
         self.hv.log.printk(Level.ERR, f"Domain {self.domid} crashed: {why}")
-        self.shutdown(ShutdownReason.crash)
+        self.shutdown(ShutdownReason.crash, why)
 
     def destroy(self) -> None:
         with self.lock:

@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from ..abi.constants import RunstateState
+from ..abi.constants import RunstateState, ShutdownReason
 from ..arch.backend import ExitReason, VcpuBackend
 from .log import Level
 
@@ -95,6 +95,14 @@ class Vcpu:
                 self._cond.wait(left)
         return True
 
+    def take_offline(self) -> None:
+        d = self.domain
+        with self._cond:
+            self.online = False
+        if not any(v.online for v in d.vcpus):
+            d.hv.log.printk(Level.INFO, f"{d}: all vCPUs offline -- powering off")
+            d.shutdown(ShutdownReason.poweroff)
+
     # -- the thread ------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
@@ -130,9 +138,16 @@ class Vcpu:
                         self._set_runstate(RunstateState.runnable)
                         self._cond.notify_all()
                 if reason is ExitReason.HALTED:
-                    with self._cond:
-                        if not d.event_pending(self):
-                            self.blocked = True
+                    if not self.backend.interrupts_enabled():
+                        # Nothing can wake a vCPU halted with interrupts off: Xen takes it
+                        # offline, and powers the domain off once no vCPU is left.
+                        self.take_offline()
+                    else:
+                        with self._cond:
+                            if not d.event_pending(self):
+                                self.blocked = True
+                elif reason is ExitReason.SHUTDOWN:
+                    d.shutdown(self.backend.shutdown_reason, why=self.backend.crash_reason)
                 elif reason is ExitReason.CRASHED:
                     d.crash(f"{self}: {self.backend.crash_reason}")
         except Exception:  # noqa: BLE001 - a hypervisor bug must not take the host down

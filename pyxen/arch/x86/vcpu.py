@@ -164,7 +164,7 @@ class X86Vcpu(VcpuBackend):
             want = "software" if self.domain.p2m.restricted_pages else "engine"
         mode = UC_TLB_VIRTUAL if want == "software" else UC_TLB_CPU
         if mode != self._mmu_mode:
-            self.uc.ctl_tlb_mode(mode)
+            self.uc.ctl_set_tlb_mode(mode)
             raw.flush_tlb(self.handle)
             self._mmu_mode = mode
 
@@ -411,12 +411,12 @@ class X86Vcpu(VcpuBackend):
         self._replay_pf = None
         self._replay_other = None
         try:
-            self.uc.ctl_tlb_mode(UC_TLB_CPU)
+            self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
             raw.flush_tlb(self.handle)
             raw.uc_emu_start(self.handle, self.regs[16], UNTIL, 0, 1)
         finally:
             self._replaying = False
-            self.uc.ctl_tlb_mode(UC_TLB_VIRTUAL)
+            self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
             raw.flush_tlb(self.handle)
         if self._replay_pf is not None:
             cr2, err = self._replay_pf
