@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import threading
 
 import unicorn
 from unicorn.unicorn_py3.unicorn import uclib
@@ -68,6 +69,7 @@ HOOK_INSN_VOID_CB = ctypes.CFUNCTYPE(None, c_void_p, c_void_p)
 
 UC_CTL_IO_WRITE = 1
 UC_CTL_TLB_FLUSH = 11
+UC_CTL_TLB_TYPE = 12
 UC_CTL_TB_REMOVE_CACHE = 8
 UC_CTL_TB_FLUSH = 10
 
@@ -84,6 +86,11 @@ def check(err: int, what: str) -> None:
 def ctl_write(handle, ctl: int, nargs: int, *args) -> int:
     code = (UC_CTL_IO_WRITE << 30) | (nargs << 26) | ctl
     return _uc_ctl(handle, c_int(code), *args)
+
+
+def set_tlb_mode(handle, mode: int) -> None:
+    """UC_TLB_CPU (the engine walks guest page tables) or UC_TLB_VIRTUAL (our fill hook)."""
+    check(ctl_write(handle, UC_CTL_TLB_TYPE, 1, c_int(mode)), "set TLB mode")
 
 
 def flush_tlb(handle) -> None:
@@ -149,14 +156,19 @@ def read_process_memory(address: int, size: int) -> bytes | None:
         return None
 
 
+_env_location: tuple[int, int] | None = None   # (offset in the uc struct, offset in the CPU)
+
+
 def find_cpu_env(uc: unicorn.Uc, probe_regs: list[int], env_regs_offset: int = 0) -> int:
     """Locate the emulated CPU's state block inside the engine.
 
     Writes distinctive values into `probe_regs` through the official API, then
     searches the objects the engine handle points to for that byte pattern.
     Returns the address of the state block (the pattern minus
-    `env_regs_offset`). Raises EngineError when not found.
+    `env_regs_offset`). The location found first is tried first next time.
+    Raises EngineError when not found.
     """
+    global _env_location
     magic = [0x5059_5845_4E00_0000 + i * 0x0101_0101 for i in range(len(probe_regs))]
     saved = [uc.reg_read(r) for r in probe_regs]
     for r, m in zip(probe_regs, magic, strict=True):
@@ -164,6 +176,13 @@ def find_cpu_env(uc: unicorn.Uc, probe_regs: list[int], env_regs_offset: int = 0
     pattern = struct.pack(f"<{len(magic)}Q", *magic)
     handle = uc._uch.value
     try:
+        if _env_location is not None:
+            uc_off, obj_off = _env_location
+            head = read_process_memory(handle + uc_off, 8)
+            if head:
+                ptr = struct.unpack("<Q", head)[0]
+                if read_process_memory(ptr + obj_off, len(pattern)) == pattern:
+                    return ptr + obj_off - env_regs_offset
         head = read_process_memory(handle, 4096) or b""
         for off in range(0, len(head) - 7, 8):
             ptr = struct.unpack_from("<Q", head, off)[0]
@@ -174,6 +193,7 @@ def find_cpu_env(uc: unicorn.Uc, probe_regs: list[int], env_regs_offset: int = 0
                 continue
             i = blob.find(pattern)
             if i >= 0 and i % 8 == 0:
+                _env_location = (off, i)
                 return ptr + i - env_regs_offset
     finally:
         for r, v in zip(probe_regs, saved, strict=True):
@@ -181,3 +201,49 @@ def find_cpu_env(uc: unicorn.Uc, probe_regs: list[int], env_regs_offset: int = 0
     raise EngineError(
         f"cannot locate the CPU state inside unicorn {engine_version()} "
         f"(pyxen supports {SUPPORTED_UNICORN})")
+
+
+class EnginePool:
+    """Engines initialised ahead of time: an engine's first use costs milliseconds
+    (the emulator builds its CPU and translator), which would otherwise land on
+    domain creation. A background thread keeps `size` spares ready."""
+
+    def __init__(self, factory, size: int = 1):
+        self._factory = factory
+        self._size = size
+        self._spares: list = []
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if size > 0:
+            self._thread = threading.Thread(target=self._fill, name="engine-pool", daemon=True)
+            self._thread.start()
+            self._wanted.set()
+
+    def take(self):
+        with self._lock:
+            engine = self._spares.pop() if self._spares else None
+        self._wanted.set()
+        return engine if engine is not None else self._factory()
+
+    def close(self) -> None:
+        """Stop refilling and wait for an engine being built (never leave one half-made
+        at interpreter exit)."""
+        self._closed = True
+        self._wanted.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._spares.clear()
+
+    def _fill(self) -> None:
+        while not self._closed:
+            self._wanted.wait()
+            self._wanted.clear()
+            while not self._closed:
+                with self._lock:
+                    if len(self._spares) >= self._size:
+                        break
+                engine = self._factory()
+                with self._lock:
+                    self._spares.append(engine)

@@ -30,6 +30,7 @@ paging off, and libxc puts a PVH guest's kernel in low memory.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -121,6 +122,23 @@ def parse_kernel_image(data: bytes, name: str = "<kernel>") -> KernelImage:
     return _ImageParser(bytes(data), name).parse()
 
 
+# pyelftools' decoders are stateless once built, and building them costs milliseconds
+# (domain creation has a 5 ms budget): build each variant once.
+@functools.lru_cache(maxsize=4)
+def _basic_structs(elf_class: int) -> ELFStructs:
+    structs = ELFStructs(little_endian=True, elfclass=elf_class)
+    structs.create_basic_structs()
+    return structs
+
+
+@functools.lru_cache(maxsize=16)
+def _advanced_structs(elf_class: int, e_type, e_machine, osabi) -> ELFStructs:
+    structs = ELFStructs(little_endian=True, elfclass=elf_class)
+    structs.create_basic_structs()
+    structs.create_advanced_structs(e_type, e_machine, osabi)
+    return structs
+
+
 def _align4(n: int) -> int:
     return (n + 3) & ~3
 
@@ -194,8 +212,7 @@ class _ImageParser:
             raise self.error(f"not a little-endian ELF file (EI_DATA {ei_data}); "
                             "x86 kernels are little-endian")
         self.elf_class = 32 if ei_class == 1 else 64
-        structs = ELFStructs(little_endian=True, elfclass=self.elf_class)
-        structs.create_basic_structs()
+        structs = _basic_structs(self.elf_class)
         ehdr_size = structs.Elf_Ehdr.sizeof()
         if len(data) < ehdr_size:
             raise self.error(f"truncated ELF header ({len(data)} bytes, ELF{self.elf_class} "
@@ -206,9 +223,8 @@ class _ImageParser:
             shown = machine if isinstance(machine, str) else f"machine {machine}"
             raise self.error(f"unsupported architecture {shown} "
                             "(a PVH kernel is EM_386 or EM_X86_64)")
-        structs.create_advanced_structs(header.e_type, header.e_machine,
-                                        header.e_ident.EI_OSABI)
-        self.structs = structs
+        self.structs = _advanced_structs(self.elf_class, header.e_type, header.e_machine,
+                                         header.e_ident.EI_OSABI)
         return header
 
     def _decode(self, definition, offset: int, what: str):

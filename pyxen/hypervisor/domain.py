@@ -104,19 +104,20 @@ class Domain:
     def unpopulate(self, gfn: int, count: int) -> int:
         """Remove gfns from the physmap, freeing the frames this domain owns. Returns freed."""
         with self.lock:
-            removed = self.p2m.remove(gfn, count)
-            mine = [(e.mfn, 1) for e in removed if self.hv.machine.owner[e.mfn] == self.domid]
+            owner = self.hv.machine.owner
+            mine = [(mfn, n) for mfn, n in self.p2m.removed_extents(gfn, count)
+                    if owner[mfn] == self.domid]
             if mine:
                 self.hv.machine.free(mine)
-                self.tot_pages -= len(mine)
-            return len(mine)
+                self.tot_pages -= sum(n for _, n in mine)
+            return sum(n for _, n in mine)
 
     def release_memory(self) -> None:
         for v in self.vcpus:
             if v.backend is not None:
                 v.backend.close()
         owner = self.hv.machine.owner
-        mine = [(e.mfn, 1) for _, e in self.p2m.entries() if owner[e.mfn] == self.domid]
+        mine = [(mfn, n) for mfn, n in self.p2m.backing() if owner[mfn] == self.domid]
         self.p2m.clear()
         self.hv.machine.free(_coalesce(mine))
         self.tot_pages = 0

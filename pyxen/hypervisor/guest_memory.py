@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from .memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
-from .p2m import P2M, Access
+from .p2m import P2M
 
 _Q = struct.Struct("<Q")
 _I = struct.Struct("<I")
@@ -40,7 +40,7 @@ class DomainPhysMemory:
         e = self._lookup(gpa >> PAGE_SHIFT)
         if e is None:
             raise UnbackedGPA(gpa)
-        if write and not (e.access & Access.W):
+        if write and not e.rights & 2:
             return None
         return (e.mfn << PAGE_SHIFT) | (gpa & OFFSET_MASK)
 

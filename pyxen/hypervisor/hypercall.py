@@ -69,17 +69,18 @@ class HypercallTable:
     def __init__(self, hv: Hypervisor):
         self.hv = hv
         self.handlers: dict[int, Handler] = {}
-        self.counts: dict[int, int] = {}
+        self.guest_handlers: dict[int, Handler] = {}   # what an HVM/PVH guest may call
 
     def register(self, nr: int, fn: Handler) -> None:
         self.handlers[int(nr)] = fn
+        if nr in HVM_ALLOWED:
+            self.guest_handlers[int(nr)] = fn
 
     def dispatch(self, caller: Caller, nr: int, a1: int = 0, a2: int = 0, a3: int = 0,
                  a4: int = 0, a5: int = 0, a6: int = 0) -> int:
         """Run hypercall `nr`; always returns the value for the caller's RAX."""
-        fn = self.handlers.get(nr)
-        if fn is None or (caller.vcpu is not None and caller.domain.is_hvm
-                          and nr not in HVM_ALLOWED):
+        fn = (self.handlers if caller.vcpu is None else self.guest_handlers).get(nr)
+        if fn is None:
             return ENOSYS
         try:
             return fn(caller, a1, a2, a3, a4, a5, a6)

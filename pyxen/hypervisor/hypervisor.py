@@ -135,6 +135,7 @@ class Hypervisor:
         for d in list(self.domains.values()):
             if d.domid != 0:
                 self.destroy_domain(d)
+        self.arch.close()
 
     # -- identity strings (xen_version) ------------------------------------------
     version_extra = ".0"

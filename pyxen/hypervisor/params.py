@@ -102,6 +102,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "scheduler of Pool-0"),
     Param("dom0_mem", str, "", False, "memory of Dom0 (the host process has none to give)"),
     Param("mem", parse_size, 4 << 30, False, "machine memory available to domains"),
+    Param("engine_spares", _uint, 1, False,
+          "pyxen: CPU engines kept initialised ahead of domain creation"),
     Param("vcpu_mmu", _choice("auto", "software", "engine"), "auto", False,
           "pyxen: who walks guest page tables (software TLB, the engine's walker, or "
           "the engine's unless the p2m needs per-page control)"),

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import MMU_MODES, ROOT, run_guest
+from guestrun import MMU_MODES, ROOT, run_guest
 
 
 @pytest.mark.parametrize("mmu", MMU_MODES)

@@ -9,7 +9,7 @@ a shutdown reason of poweroff.
 from __future__ import annotations
 
 import pytest
-from conftest import MMU_MODES, run_guest
+from guestrun import MMU_MODES, run_guest
 
 
 def _assert_success(run, min_ok: int):
@@ -71,7 +71,7 @@ def test_startinfo_cmdline_ramdisk_and_memmap():
     _assert_success(run, 10)
     text = run.text
     assert 'cmdline: "pyxen-test arg1=value"' in text
-    from conftest import OUT
+    from guestrun import OUT
     ramdisk = (OUT / "test-ramdisk.bin").read_bytes()
     first = " ".join(f"{b:02x}" for b in ramdisk[:16])
     assert f"module 0: size {len(ramdisk)}, first 16 bytes: {first}" in text

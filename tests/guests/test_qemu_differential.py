@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import GUESTS, OUT
+from guestrun import GUESTS, OUT
 
 ARCH_GUESTS = ["hello", "test-exceptions", "test-double-fault", "test-triple-fault",
                "test-paging", "test-paging32", "test-startinfo"]

@@ -14,12 +14,18 @@ class X86Arch:
     cpu_khz = TSC_KHZ
 
     def __init__(self, hv):
+        from ..unicorn_raw import EnginePool
+        from .vcpu import new_engine
         self.hv = hv
         self.ticker = Ticker()
+        self.engines = EnginePool(new_engine, size=hv.params.get("engine_spares", 1))
 
     def create_vcpu_backend(self, vcpu):
         from .vcpu import X86Vcpu
-        return X86Vcpu(self, vcpu)
+        return X86Vcpu(self, vcpu, self.engines.take())
+
+    def close(self) -> None:
+        self.engines.close()
 
     def load_hvm_context(self, domain, blob: bytes) -> None:
         hvm_context.load(domain, blob)

@@ -84,7 +84,7 @@ class ExceptionDelivery:
         while True:
             try:
                 if cr2 is not None:
-                    self.cpu.set_u64(cs.CR + 16, cr2)
+                    self.cpu.set_u64(cs.CR + 16, cr2)   # CR2, written before delivery
                 self._deliver_once(vector, error_code, software, ext)
                 self.cpu.clear_old_exception()
                 return
@@ -212,7 +212,9 @@ class ExceptionDelivery:
         limit = (desc & 0xFFFF) | ((desc >> 32) & 0xF0000)
         if flags & cs.DESC_G:
             limit = (limit << 12) | 0xFFF
-        cpu.load_segment(cs.CS, (sel & 0xFFFC) | new_cpl, base, limit, flags)
+        new_cs = (sel & 0xFFFC) | new_cpl
+        if new_cpl != cpl or cpu.segment(cs.CS) != (new_cs, base, limit, flags):
+            cpu.load_segment(cs.CS, new_cs, base, limit, flags)
         regs[cs.RSP] = rsp
         regs[16] = target
         new_flags = rflags & ~(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM)

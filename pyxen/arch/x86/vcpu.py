@@ -22,10 +22,12 @@ engine cannot trap WRMSR).
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import threading
 from typing import TYPE_CHECKING
 
+import capstone
 from unicorn import (
     UC_ARCH_X86,
     UC_HOOK_CODE,
@@ -52,7 +54,6 @@ from . import cpu_state as cs
 from . import hvm_context
 from .cpuid import CPU_MODEL, MAXPHYADDR, XEN_CPUID_BASE, XEN_HYPERCALL_MSR, CpuidPolicy
 from .exceptions import (
-    BP,
     PF,
     UD,
     ExceptionDelivery,
@@ -86,9 +87,20 @@ RFLAGS_RF = 1 << 16
 MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_FMASK = 0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084
 
 _CR5 = struct.Struct("<5Q")
+_I = struct.Struct("<I")
+_i = struct.Struct("<i")
+_EPERM = (-int(Errno.EPERM)) & 0xFFFF_FFFF_FFFF_FFFF
+_HYPERCALL_INSNS = (VMCALL, VMMCALL)
 _Q = struct.Struct("<Q")
-_MEM_TYPE_ACCESS = {16: Access.READ, 17: Access.WRITE, 18: Access.FETCH}
-_ACCESS_PERM = {Access.READ: 1, Access.WRITE: 2, Access.FETCH: 4}
+_ACCESS_OF_MEM_TYPE = (int(Access.READ), int(Access.WRITE), int(Access.FETCH))  # UC_MEM_* - 16
+_ACCESS_PERM = {int(Access.READ): 1, int(Access.WRITE): 2, int(Access.FETCH): 4}
+_FLAGS = struct.Struct("<Q32xI")      # EFLAGS (non-arithmetic part) ... HFLAGS
+
+
+@functools.lru_cache(maxsize=3)
+def _disassembler(bits: int) -> capstone.Cs:
+    mode = {64: capstone.CS_MODE_64, 32: capstone.CS_MODE_32, 16: capstone.CS_MODE_16}[bits]
+    return capstone.Cs(capstone.CS_ARCH_X86, mode)
 
 
 class _TlbEntry(ctypes.Structure):
@@ -99,25 +111,39 @@ class _Msr(ctypes.Structure):
     _fields_ = [("rid", ctypes.c_uint32), ("value", ctypes.c_uint64)]
 
 
+def new_engine() -> tuple[Uc, int]:
+    """A ready x86-64 engine with pyxen's CPU model, and the address of its CPU state."""
+    cs.verify_layout()
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.ctl_set_cpu_model(CPU_MODEL)
+    env = raw.find_cpu_env(uc, [X.UC_X86_REG_RAX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX,
+                                X.UC_X86_REG_RBX])
+    return uc, env
+
+
 class X86Vcpu(VcpuBackend):
-    def __init__(self, arch, vcpu: Vcpu):
-        cs.verify_layout()
+    def __init__(self, arch, vcpu: Vcpu, engine: tuple[Uc, int] | None = None):
         self.arch = arch
         self.vcpu = vcpu
         self.domain = d = vcpu.domain
         self.hv = d.hv
         self.phys = d.phys
-        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        self.uc.ctl_set_cpu_model(CPU_MODEL)
+        self.uc, env = engine or new_engine()
         self.handle = self.uc._uch
-        self.cpu = cs.CpuState(raw.find_cpu_env(
-            self.uc, [X.UC_X86_REG_RAX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX, X.UC_X86_REG_RBX]))
+        self.cpu = cs.CpuState(env)
         self.regs = self.cpu.regs
         self.cpuid = CpuidPolicy(vcpu.vcpu_id)
         self.walker = PageWalker(self.phys, maxphyaddr=MAXPHYADDR)
         self._walk_state: tuple | None = None
+        self._walk_cr3 = -1
+        self._walk_cr04: tuple = ()
+        self._translate = self.walker.translate
         self.delivery = ExceptionDelivery(self)
         self.caller = VcpuCaller(vcpu, self)
+        self._dispatch = self.hv.hypercalls.dispatch
+        self._machine_view = self.hv.machine.view
+        self._p2m_lookup = d.p2m.lookup
+        self._vmcall_sites: dict[int, int] = {}
         self.crash_reason = ""
         self._crash: str | None = None
         self._shutdown_on_exit: int | None = None
@@ -128,6 +154,7 @@ class X86Vcpu(VcpuBackend):
         self._replaying = False
         self._replay_pf: tuple[int, int] | None = None
         self._replay_other: int | None = None
+
         self._msr_hook: int | None = None
         self._msr_budget = 0
         self._u64 = ctypes.c_uint64()
@@ -164,7 +191,7 @@ class X86Vcpu(VcpuBackend):
             want = "software" if self.domain.p2m.restricted_pages else "engine"
         mode = UC_TLB_VIRTUAL if want == "software" else UC_TLB_CPU
         if mode != self._mmu_mode:
-            self.uc.ctl_set_tlb_mode(mode)
+            raw.set_tlb_mode(self.handle, mode)
             raw.flush_tlb(self.handle)
             self._mmu_mode = mode
 
@@ -174,6 +201,7 @@ class X86Vcpu(VcpuBackend):
 
     def _p2m_changed(self, gfn: int, count: int) -> None:
         self._remap_all = True
+        self._vmcall_sites.clear()
         self.walker.invalidate_gfns(gfn, count)
         if self._in_emu:
             self.kick()
@@ -291,30 +319,37 @@ class X86Vcpu(VcpuBackend):
         return out
 
     # -- guest memory through the guest's page tables --------------------------------
-    def _sync_walker(self) -> None:
-        mem = self.cpu.mem
-        cr0, _cr1, _cr2, cr3, cr4 = _CR5.unpack_from(mem, cs.CR)
-        state = (cr0, cr3, cr4, _Q.unpack_from(mem, cs.EFER)[0])
-        if state != self._walk_state:
-            self.walker.set_state(*state)
-            self._walk_state = state
-
     def linear_to_gpa(self, va: int, access: Access, cpl: int, implicit: bool = False) -> int:
         """Translate one address (raises PageFault / UnbackedGPA)."""
-        self._sync_walker()
-        cr0 = self._walk_state[0]
+        mem = self.cpu.mem
+        cr0, _cr1, _cr2, cr3, cr4 = _CR5.unpack_from(mem, cs.CR)
         if not cr0 & CR0_PG:
             return va & 0xFFFF_FFFF
-        if not self.cpu.hflags & cs.HF_LMA:
+        state = (cr0, cr3, cr4, _Q.unpack_from(mem, cs.EFER)[0])
+        if state != self._walk_state:
+            self._resync_walker()
+        if not _I.unpack_from(mem, cs.HFLAGS)[0] & cs.HF_LMA:
             va &= 0xFFFF_FFFF
-        ac = bool(self.cpu.u64(cs.EFLAGS) & RFLAGS_AC)
+        ac = bool(_Q.unpack_from(mem, cs.EFLAGS)[0] & RFLAGS_AC)
         r = self.walker.translate(va, access, cpl, implicit_supervisor=implicit, ac_flag=ac)
         return r.gpa_page | (va & 0xFFF)
 
+    def _machine_offset(self, gpa: int, write: bool) -> int | None:
+        """Offset in machine memory (None: a write the p2m drops). Raises UnbackedGPA."""
+        e = self._p2m_lookup(gpa >> 12)
+        if e is None:
+            raise UnbackedGPA(gpa)
+        if write and not e.rights & 2:
+            return None
+        return (e.mfn << 12) | (gpa & 0xFFF)
+
     def read_linear(self, va: int, size: int, *, cpl: int = 0, implicit: bool = False,
                     fetch: bool = False) -> bytes:
-        out = bytearray()
         access = Access.FETCH if fetch else Access.READ
+        if (va & 0xFFF) + size <= 0x1000:          # one page: the common case
+            off = self._machine_offset(self.linear_to_gpa(va, access, cpl, implicit), False)
+            return bytes(self._machine_view[off:off + size])
+        out = bytearray()
         while size > 0:
             chunk = min(size, 0x1000 - (va & 0xFFF))
             gpa = self.linear_to_gpa(va, access, cpl, implicit)
@@ -325,6 +360,11 @@ class X86Vcpu(VcpuBackend):
 
     def write_linear(self, va: int, data: bytes, *, cpl: int = 0,
                      implicit: bool = False) -> None:
+        if (va & 0xFFF) + len(data) <= 0x1000:
+            off = self._machine_offset(self.linear_to_gpa(va, Access.WRITE, cpl, implicit), True)
+            if off is not None:
+                self._machine_view[off:off + len(data)] = data
+            return
         pos = 0
         gpas = []
         while pos < len(data):   # translate every page first: a fault writes nothing
@@ -392,64 +432,87 @@ class X86Vcpu(VcpuBackend):
             if intno != PF:
                 self._replay_other = intno
             return
-        software = cpu.exception_is_int()
-        error_code = None if software else cpu.error_code()
-        if software and intno in (BP, 4):
-            software = True
+        mem = cpu.mem
+        software = _i.unpack_from(mem, cs.EXCEPTION_IS_INT)[0] != 0
+        error_code = None if software else _I.unpack_from(mem, cs.ERROR_CODE)[0]
         self._deliver(intno, error_code, software=software)
 
-    def _resolve_fill_fault(self) -> bool:
+    def _resolve_fill_fault(self) -> None:
         """A guest #PF seen by the software walker: get the exact CR2, then deliver it.
 
-        The fill hook only learns the page, not the byte address. Replaying the
-        one faulting instruction on the engine's own walker yields the exact
-        address and error code (the two walkers implement the same rules).
+        The fill hook only learns the page, not the byte address. So the one
+        faulting instruction is replayed on the engine's own walker, which raises
+        the same #PF with the exact address (both walkers implement the same
+        rules): the interrupt hook records it and stops the engine before any
+        further instruction runs. `until` is the next instruction, so that if the
+        walkers ever disagreed the instruction would simply complete.
         """
-        page, access, error_code = self._fill_fault
+        page, _access, error_code = self._fill_fault
         self._fill_fault = None
+        rip = self.regs[16]
+        length = self._instruction_length(rip)
         self._replaying = True
         self._replay_pf = None
         self._replay_other = None
         try:
-            self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
-            raw.flush_tlb(self.handle)
-            raw.uc_emu_start(self.handle, self.regs[16], UNTIL, 0, 1)
+            # The faulting access is not in the TLB (that is why it was filled), so the
+            # engine walks for it; nothing needs flushing first.
+            raw.set_tlb_mode(self.handle, UC_TLB_CPU)
+            if length:
+                raw.uc_emu_start(self.handle, rip, rip + length, 0, 0)
+            else:   # undecodable: let the engine count one instruction (slow but exact)
+                raw.uc_emu_start(self.handle, rip, UNTIL, 0, 1)
         finally:
             self._replaying = False
-            self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
-            raw.flush_tlb(self.handle)
+            raw.set_tlb_mode(self.handle, UC_TLB_VIRTUAL)
+            # Entries the engine's walk made (the instruction's own fetch) lack the p2m's
+            # restrictions: drop them when the p2m restricts anything.
+            if self.domain.p2m.restricted_pages:
+                raw.flush_tlb(self.handle)
         if self._replay_pf is not None:
             cr2, err = self._replay_pf
         elif self._replay_other is None:
-            # The engine's walk did not fault: trust ours, with the page as address.
+            # The engine's walk did not fault, so the instruction has completed.
             self.hv.log.printk(Level.DEBUG, f"{self.vcpu}: walkers disagree at {page:#x}")
-            cr2, err = page, error_code
+            return
         else:
             self._deliver(self._replay_other, self.cpu.error_code())
-            return True
+            return
         self._deliver(PF, err, cr2=cr2)
-        return True
+
+    def _instruction_length(self, rip: int) -> int | None:
+        """Length of the instruction at RIP (capstone), or None if it cannot be read."""
+        hf = self.cpu.hflags
+        md = _disassembler(64 if hf & cs.HF_CS64 else 32 if hf & cs.HF_CS32 else 16)
+        code = b""
+        for n in (15, 0x1000 - (rip & 0xFFF)):
+            try:
+                code = self.read_linear(rip, min(n, 15), cpl=self.cpu.cpl, fetch=True)
+                break
+            except (PageFault, UnbackedGPA):
+                continue
+        for _addr, size, _mn, _op in md.disasm_lite(code, rip, 1):
+            return size
+        return None
 
     # -- hooks ----------------------------------------------------------------------
     def _on_tlb_fill(self, _uc, va: int, mem_type: int, entry: int, _ud) -> bool:
+        """Software TLB miss: guest page walk composed with the p2m (the hot path)."""
         if va == UNTIL_PAGE:
             self._set_tlb(entry, PRIVATE_GPA, 5)
             return True
-        access = _MEM_TYPE_ACCESS.get(mem_type, Access.READ)
-        cpu = self.cpu
-        mem = cpu.mem
+        access = _ACCESS_OF_MEM_TYPE[mem_type - 16]
+        mem = self.cpu.mem
         cr0, _cr1, _cr2, cr3, cr4 = _CR5.unpack_from(mem, cs.CR)
         if not cr0 & CR0_PG:
             gpa = va & 0xFFFF_F000
             perms = 7
         else:
-            state = (cr0, cr3, cr4, _Q.unpack_from(mem, cs.EFER)[0])
-            if state != self._walk_state:
-                self.walker.set_state(*state)
-                self._walk_state = state
+            if cr3 != self._walk_cr3 or (cr0, cr4) != self._walk_cr04:
+                self._resync_walker()
+            eflags, hflags = _FLAGS.unpack_from(mem, cs.EFLAGS)
             try:
-                r = self.walker.translate(va, access, cpu.hflags & 3,
-                                          ac_flag=bool(cpu.u64(cs.EFLAGS) & RFLAGS_AC))
+                r = self._translate(va, access, hflags & 3, ac_flag=bool(eflags & RFLAGS_AC))
             except PageFault as pf:
                 if self._fill_fault is None:
                     self._fill_fault = (va, access, pf.error_code)
@@ -460,17 +523,32 @@ class X86Vcpu(VcpuBackend):
             gpa = r.gpa_page
             # Write only once D is set (so the first write comes back to set it); read
             # only for data walks (SMAP may allow a fetch where it forbids a read).
-            perms = ((0 if access is Access.FETCH else 1) | (2 if (r.writable and r.dirty) else 0)
+            perms = ((access != 2) | (2 if (r.writable and r.dirty) else 0)
                      | (4 if r.executable else 0))
-        e = self.phys.p2m.lookup(gpa >> 12)
+        e = self._p2m_lookup(gpa >> 12)
         if e is not None:
-            perms &= e.access
+            perms &= e.rights
             if not perms & _ACCESS_PERM[access]:
-                self._fatal(f"p2m refuses {access.name.lower()} of gfn {gpa >> 12:#x} "
-                            f"({e.type.name})")
+                self._fatal(f"p2m refuses {Access(access).name.lower()} of gfn "
+                            f"{gpa >> 12:#x} ({e.type.name})")
                 return False
-        self._set_tlb(entry, gpa, perms)
+        if entry != self._tlb_entry_ptr:
+            self._tlb_entry = _TlbEntry.from_address(entry)
+            self._tlb_entry_ptr = entry
+        t = self._tlb_entry
+        t.paddr = gpa
+        t.perms = perms
         return True
+
+    def _resync_walker(self) -> None:
+        mem = self.cpu.mem
+        cr0, _cr1, _cr2, cr3, cr4 = _CR5.unpack_from(mem, cs.CR)
+        efer = _Q.unpack_from(mem, cs.EFER)[0]
+        self.walker.set_state(cr0, cr3, cr4, efer)
+        self._walk_state = (cr0, cr3, cr4, efer)
+        self._walk_cr3 = cr3
+        self._walk_cr04 = (cr0, cr4)
+        self._translate = self.walker.translate
 
     def _set_tlb(self, entry: int, paddr: int, perms: int) -> None:
         if entry != self._tlb_entry_ptr:
@@ -494,43 +572,63 @@ class X86Vcpu(VcpuBackend):
             return None
 
     def _on_invalid_opcode(self, _uc, _ud) -> bool:
+        """#UD from the engine: a hypercall (VMCALL/VMMCALL) or a real invalid opcode.
+
+        The hot path: the machine-memory offset of each hypercall site is cached
+        by RIP and its bytes re-checked on every call, so a call costs one dict
+        lookup and a 3-byte compare instead of a guest page walk. (A guest that
+        remaps its code under the same RIP could confuse the cache only about its
+        own #UDs.)
+        """
         regs = self.regs
         rip = regs[16]
-        insn = self._vmcall_bytes(rip)
-        if insn != VMCALL and insn != VMMCALL:
-            self._deliver(UD)
-            return True
-        cpu = self.cpu
-        if cpu.cpl != 0 and cpu.cr(0) & 1:
-            regs[cs.RAX] = (-int(Errno.EPERM)) & 0xFFFF_FFFF_FFFF_FFFF
-        elif cpu.hflags & cs.HF_CS64:
-            self.caller.compat = False
-            ret = self.hv.hypercalls.dispatch(
-                self.caller, regs[cs.RAX], regs[cs.RDI], regs[cs.RSI], regs[cs.RDX],
-                regs[cs.R10], regs[cs.R8], regs[cs.R9])
-            regs[cs.RAX] = ret & 0xFFFF_FFFF_FFFF_FFFF
+        off = self._vmcall_sites.get(rip)
+        if off is None or self._machine_view[off:off + 3] not in _HYPERCALL_INSNS:
+            off = self._locate_hypercall(rip)
+            if off is None:
+                self._deliver(UD)
+                return True
+        hf = _I.unpack_from(self.cpu.mem, cs.HFLAGS)[0]
+        if hf & cs.HF_CPL_MASK and hf & cs.HF_PE:
+            regs[cs.RAX] = _EPERM
+        elif hf & cs.HF_CS64:
+            caller = self.caller
+            caller.compat = False
+            regs[cs.RAX] = self._dispatch(
+                caller, regs[0], regs[7], regs[6], regs[2], regs[10], regs[8], regs[9]
+            ) & 0xFFFF_FFFF_FFFF_FFFF
         else:
             m = 0xFFFF_FFFF
-            self.caller.compat = True
-            ret = self.hv.hypercalls.dispatch(
-                self.caller, regs[cs.RAX] & m, regs[cs.RBX] & m, regs[cs.RCX] & m,
-                regs[cs.RDX] & m, regs[cs.RSI] & m, regs[cs.RDI] & m, regs[cs.RBP] & m)
-            regs[cs.RAX] = ret & m
-        self.vcpu.hypercalls += 1
+            caller = self.caller
+            caller.compat = True
+            regs[cs.RAX] = self._dispatch(
+                caller, regs[0] & m, regs[3] & m, regs[1] & m, regs[2] & m, regs[6] & m,
+                regs[7] & m, regs[5] & m) & m
         regs[16] = rip + 3
         return True
 
-    def _vmcall_bytes(self, rip: int) -> bytes | None:
-        # Fast path: the engine's TLB already holds the page it just fetched from.
-        if (rip & 0xFFF) <= 0xFFD and raw.uc_vmem_translate(
-                self.handle, rip, 4, self._u64_ptr) == 0:
+    def _locate_hypercall(self, rip: int) -> int | None:
+        """Machine offset of a VMCALL/VMMCALL at `rip`, or None (then it is a real #UD)."""
+        if (rip & 0xFFF) > 0xFFD:
+            insn = self._instruction_bytes(rip, 3)   # straddles a page: no caching
+            return -1 if insn in _HYPERCALL_INSNS else None
+        if raw.uc_vmem_translate(self.handle, rip, 4, self._u64_ptr) == 0:
             gpa = self._u64.value
+        else:
             try:
-                off = self.phys.machine_offset(gpa)
-            except UnbackedGPA:
+                gpa = self.linear_to_gpa(rip, Access.FETCH, self.cpu.cpl, True)
+            except (PageFault, UnbackedGPA):
                 return None
-            return bytes(self.phys.view[off:off + 3])
-        return self._instruction_bytes(rip, 3)
+        try:
+            off = self.phys.machine_offset(gpa)
+        except UnbackedGPA:
+            return None
+        if self._machine_view[off:off + 3] not in _HYPERCALL_INSNS:
+            return None
+        if len(self._vmcall_sites) > 4096:
+            self._vmcall_sites.clear()
+        self._vmcall_sites[rip] = off
+        return off
 
     def _on_cpuid(self, _uc, _ud) -> int:
         regs = self.regs

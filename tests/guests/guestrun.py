@@ -1,4 +1,4 @@
-"""Shared fixtures: run a guest on a fresh one-shot host, in this process."""
+"""Run a guest on a fresh one-shot host, in this process (shared by the guest tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests"
 OUT = GUESTS / "out"
 
@@ -66,11 +66,6 @@ def run_guest(name: str, overrides: tuple[str, ...] = (), *, xen_cmdline: str = 
         os.chdir(cwd)
     return GuestRun(outcome.status, outcome.reason, out.getvalue().splitlines(),
                     err.getvalue().splitlines(), outcome.domid)
-
-
-@pytest.fixture
-def guest():
-    return run_guest
 
 
 MMU_MODES = ("engine", "software")
