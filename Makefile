@@ -3,7 +3,11 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PKGS := gcc binutils make libc6-dev libxen-dev xenstore-utils python3-venv python3-dev
+# gcc/binutils build the guests; libxen-dev's headers check our ABI layouts;
+# qemu-system-x86 runs the same guest ELFs for comparison; xenstore-utils are
+# real xenstore clients (toolstack tests).
+APT_PKGS := gcc binutils make libc6-dev libxen-dev xenstore-utils python3-venv python3-dev \
+            qemu-system-x86
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps venv guests demo test bench lint clean
@@ -17,7 +21,8 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    $$missing; \
 	fi
 
 $(STAMP): pyproject.toml | deps
