@@ -247,7 +247,10 @@ class X86Vcpu(VcpuBackend):
             if self._crash is not None:
                 return self._stop_reason()
             if err == 0:
-                if self._at_hlt():
+                # Stopped: by a kick, or by HLT (the engine returns after it). A kick
+                # wins: misreading a kick as HLT could take the vCPU offline, while a
+                # kick that raced a real HLT only resumes the guest after it.
+                if not self._kick and self._at_hlt():
                     return ExitReason.HALTED
                 if self._remap_all:
                     self._sync_memory()
@@ -665,6 +668,10 @@ class X86Vcpu(VcpuBackend):
         if self._msr_hook is not None:
             self.hooks.remove(self._msr_hook)
             self._msr_hook = None
+            # Code translated while the watch was on calls into it for every
+            # instruction: drop it now. (Stopping the engine from inside a code hook
+            # and resuming is not safe with this engine; flushing here is.)
+            raw.flush_all_code(self.handle)
 
     def _hypercall_msr_write(self, value: int) -> None:
         if self.cpu.cpl != 0:
