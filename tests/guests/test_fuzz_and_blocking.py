@@ -111,3 +111,26 @@ def test_domain_destroy_while_running_frees_memory():
         hv.shutdown_host()
 
 
+
+
+@pytest.mark.parametrize("mmu", MMU_MODES)
+def test_guests_survive_pause_unpause_storms(mmu):
+    """The toolstack pausing and unpausing a running domain thousands of times (each a
+    stop and restart of the vCPU's engine) must not change what the guest computes."""
+    from pyxen.hypervisor.hypervisor import Hypervisor
+
+    hv = Hypervisor(f"guest_loglvl=all vcpu_mmu={mmu}")
+    try:
+        xc, domid = _start(hv, "test-exceptions")
+        storms = 0
+        while not xc.domain_getinfo(domid).shutdown and storms < 20000:
+            xc.domain_pause(domid)
+            xc.domain_unpause(domid)
+            storms += 1
+        assert _wait(lambda: xc.domain_getinfo(domid).shutdown, timeout=60)
+        assert xc.domain_getinfo(domid).shutdown_reason == 0
+        data, _ = xc.readconsole()
+        assert b"Test result: SUCCESS" in data
+        assert storms > 20
+    finally:
+        hv.shutdown_host()

@@ -241,6 +241,11 @@ class X86Vcpu(VcpuBackend):
                     return ExitReason.KICKED
                 self._in_emu = True
             self._fill_fault = None
+            # The engine keeps the last contributory exception to build #DF, and its
+            # own end-of-run probe of `until` raises one (#GP, non-canonical): left
+            # alone, two exits in a row turn the next guest exception into a "triple
+            # fault" inside the engine. We deliver exceptions ourselves, so clear it.
+            self.cpu.clear_old_exception()
             err = raw.uc_emu_start(h, self.regs[16], UNTIL, 0, 0)
             with self._run_lock:
                 self._in_emu = False
@@ -461,6 +466,7 @@ class X86Vcpu(VcpuBackend):
             # The faulting access is not in the TLB (that is why it was filled), so the
             # engine walks for it; nothing needs flushing first.
             raw.set_tlb_mode(self.handle, UC_TLB_CPU)
+            self.cpu.clear_old_exception()
             if length:
                 raw.uc_emu_start(self.handle, rip, rip + length, 0, 0)
             else:   # undecodable: let the engine count one instruction (slow but exact)
