@@ -1178,6 +1178,30 @@ HVM_HW_CPU = _struct("hvm_hw_cpu", 1032, [
 
 
 # ---------------------------------------------------------------------------
+# 32-bit guests (the "compat" ABI): where pointers and longs are 4 bytes the
+# layout differs from x86-64. Only the structs pyxen decodes for 32-bit guests;
+# tests/abi checks them with gcc -m32 against the same headers.
+# ---------------------------------------------------------------------------
+
+XEN_MEMORY_MAP_COMPAT = _struct("xen_memory_map", 8, [
+    ("nr_entries", 0, "I"),
+    ("buffer", 4, "I"),
+], _MEMORY)
+XEN_PLATFORM_PARAMETERS_COMPAT = _struct("xen_platform_parameters", 4, [
+    ("virt_start", 0, "I"),
+], _VERSION)
+XEN_MEMORY_RESERVATION_COMPAT = _struct("xen_memory_reservation", 20, [
+    ("extent_start", 0, "I"),
+    ("nr_extents", 4, "I"),
+    ("extent_order", 8, "I"),
+    ("mem_flags", 12, "I"),
+    ("domid", 16, "H"),
+], _MEMORY)
+COMPAT_LAYOUTS: list[Layout] = [XEN_MEMORY_MAP_COMPAT, XEN_PLATFORM_PARAMETERS_COMPAT,
+                                XEN_MEMORY_RESERVATION_COMPAT]
+
+
+# ---------------------------------------------------------------------------
 
 # (layout, storage member) -> {C bitfield: (shift, width) within that member}
 BITFIELDS: dict[tuple[Layout, str], dict[str, tuple[int, int]]] = {
@@ -1186,4 +1210,5 @@ BITFIELDS: dict[tuple[Layout, str], dict[str, tuple[int, int]]] = {
     (T_REC, "bits"): T_REC_BITS,
 }
 
-ALL_LAYOUTS: list[Layout] = [v for v in list(globals().values()) if isinstance(v, Layout)]
+ALL_LAYOUTS: list[Layout] = [v for v in list(globals().values())
+                             if isinstance(v, Layout) and v not in COMPAT_LAYOUTS]

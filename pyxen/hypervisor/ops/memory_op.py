@@ -24,7 +24,8 @@ def _max_order(d) -> int:
 
 
 def _populate_physmap(caller, arg, start_extent):
-    r = read_struct(caller, S.XEN_MEMORY_RESERVATION, arg)
+    r = read_struct(caller, S.XEN_MEMORY_RESERVATION_COMPAT if caller.compat
+                    else S.XEN_MEMORY_RESERVATION, arg)
     d = target_domain(caller, r.domid)
     nr = r.nr_extents
     if start_extent >= nr:
@@ -58,16 +59,12 @@ def _memory_map(caller, arg):
     d = caller.domain
     if not d.e820:
         raise HypercallError(Errno.ENOSYS)     # "backwards compatibility": no map stored
-    layout = S.XEN_MEMORY_MAP
-    req = read_struct(caller, layout, arg) if not caller.compat else None
-    if caller.compat:   # 32-bit: nr_entries u32, buffer handle u32
-        nr_req, buf = struct.unpack("<II", caller.copy_from_guest(arg, 8))
-    else:
-        nr_req, buf = req.nr_entries, req.buffer
-    n = min(nr_req, len(d.e820))
+    layout = S.XEN_MEMORY_MAP_COMPAT if caller.compat else S.XEN_MEMORY_MAP
+    req = read_struct(caller, layout, arg)
+    n = min(req.nr_entries, len(d.e820))
     data = b"".join(S.E820_ENTRY.pack(addr=a, size=s, type=t) for a, s, t in d.e820[:n])
-    caller.copy_to_guest(buf, data)
-    caller.copy_to_guest(arg, struct.pack("<I", n))
+    caller.copy_to_guest(req.buffer, data)
+    caller.copy_to_guest(arg + layout.offsetof("nr_entries"), struct.pack("<I", n))
     return 0
 
 

@@ -54,7 +54,8 @@ def do_xen_version(caller, cmd, arg, *_):
         return 0
     if cmd == XenVer.platform_parameters:
         if caller.compat:
-            caller.copy_to_guest(arg, HYPERVISOR_COMPAT_VIRT_START.to_bytes(4, "little"))
+            caller.copy_to_guest(arg, S.XEN_PLATFORM_PARAMETERS_COMPAT.pack(
+                virt_start=HYPERVISOR_COMPAT_VIRT_START))
         else:
             caller.copy_to_guest(arg, S.XEN_PLATFORM_PARAMETERS.pack(
                 virt_start=HYPERVISOR_VIRT_START))
