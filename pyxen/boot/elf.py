@@ -38,17 +38,19 @@ from dataclasses import dataclass
 from elftools.construct import ConstructError
 from elftools.elf.structs import ELFStructs
 
-# Xen ELF note types (public/elfnote.h).
-XEN_ELFNOTE_ENTRY = 1
-XEN_ELFNOTE_VIRT_BASE = 3
-XEN_ELFNOTE_PADDR_OFFSET = 4
-XEN_ELFNOTE_XEN_VERSION = 5
-XEN_ELFNOTE_GUEST_OS = 6
-XEN_ELFNOTE_GUEST_VERSION = 7
-XEN_ELFNOTE_LOADER = 8
-XEN_ELFNOTE_FEATURES = 10
-XEN_ELFNOTE_INIT_P2M = 15
-XEN_ELFNOTE_PHYS32_ENTRY = 18
+from ..abi.constants import ElfNote
+
+# Xen ELF note types (public/elfnote.h), from the ABI package.
+XEN_ELFNOTE_ENTRY = ElfNote.ENTRY
+XEN_ELFNOTE_VIRT_BASE = ElfNote.VIRT_BASE
+XEN_ELFNOTE_PADDR_OFFSET = ElfNote.PADDR_OFFSET
+XEN_ELFNOTE_XEN_VERSION = ElfNote.XEN_VERSION
+XEN_ELFNOTE_GUEST_OS = ElfNote.GUEST_OS
+XEN_ELFNOTE_GUEST_VERSION = ElfNote.GUEST_VERSION
+XEN_ELFNOTE_LOADER = ElfNote.LOADER
+XEN_ELFNOTE_FEATURES = ElfNote.FEATURES
+XEN_ELFNOTE_INIT_P2M = ElfNote.INIT_P2M
+XEN_ELFNOTE_PHYS32_ENTRY = ElfNote.PHYS32_ENTRY
 
 # Feature names that the 4.10 FEATURES parser recognises (public/features.h).
 XEN_FEATURE_NAMES = frozenset({

@@ -208,10 +208,7 @@ class ExceptionDelivery:
         # Commit: nothing below can fault.
         if new_cpl != cpl:
             cpu.load_segment(cs.SS, new_cpl, 0, 0, new_cpl << cs.DESC_DPL_SHIFT)
-        base = ((desc >> 16) & 0xFFFFFF) | (((desc >> 56) & 0xFF) << 24)
-        limit = (desc & 0xFFFF) | ((desc >> 32) & 0xF0000)
-        if flags & cs.DESC_G:
-            limit = (limit << 12) | 0xFFF
+        base, limit = _base_limit(desc, flags)
         new_cs = (sel & 0xFFFC) | new_cpl
         if new_cpl != cpl or cpu.segment(cs.CS) != (new_cs, base, limit, flags):
             cpu.load_segment(cs.CS, new_cs, base, limit, flags)
@@ -280,10 +277,7 @@ class ExceptionDelivery:
             nss_flags = (ss_desc >> 32) & 0x00F0FF00
             if not nss_flags & cs.DESC_P:
                 raise Fault(SS, (ss_sel & 0xFFFC) | ext)
-            nss_base = ((ss_desc >> 16) & 0xFFFFFF) | (((ss_desc >> 56) & 0xFF) << 24)
-            nss_limit = (ss_desc & 0xFFFF) | ((ss_desc >> 32) & 0xF0000)
-            if nss_flags & cs.DESC_G:
-                nss_limit = (nss_limit << 12) | 0xFFF
+            nss_base, nss_limit = _base_limit(ss_desc, nss_flags)
             new_ss = (ss_sel, nss_base, nss_limit, nss_flags)
             frame += [old_ss, esp]
             esp, ss_base = new_esp, nss_base
@@ -295,10 +289,7 @@ class ExceptionDelivery:
         self._write((ss_base + esp) & 0xFFFF_FFFF, struct.pack(f"<{len(frame)}I", *frame))
         if new_ss is not None:
             cpu.load_segment(cs.SS, *new_ss)
-        base = ((desc >> 16) & 0xFFFFFF) | (((desc >> 56) & 0xFF) << 24)
-        limit = (desc & 0xFFFF) | ((desc >> 32) & 0xF0000)
-        if flags & cs.DESC_G:
-            limit = (limit << 12) | 0xFFF
+        base, limit = _base_limit(desc, flags)
         cpu.load_segment(cs.CS, (sel & 0xFFFC) | new_cpl, base, limit, flags)
         regs[cs.RSP] = esp if (ss_flags & cs.DESC_B or new_ss) else (
             (regs[cs.RSP] & ~0xFFFF) | (esp & 0xFFFF))
@@ -307,6 +298,15 @@ class ExceptionDelivery:
         if gtype == 0xE:
             new_flags &= ~RFLAGS_IF
         self.vcpu.write_rflags(new_flags)
+
+
+def _base_limit(desc: int, flags: int) -> tuple[int, int]:
+    """Base and byte-granular limit of an 8-byte segment descriptor."""
+    base = ((desc >> 16) & 0xFFFFFF) | (((desc >> 56) & 0xFF) << 24)
+    limit = (desc & 0xFFFF) | ((desc >> 32) & 0xF0000)
+    if flags & cs.DESC_G:
+        limit = (limit << 12) | 0xFFF
+    return base, limit
 
 
 def _makes_double_fault(first: int, second: int) -> bool:

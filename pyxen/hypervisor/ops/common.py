@@ -50,3 +50,16 @@ def require_privileged(caller: Caller) -> None:
 
 def errno(e: Errno) -> int:
     return -int(e)
+
+
+def read_control_op(caller: Caller, arg: int, size: int, header: Layout, version: int):
+    """Read a domctl/sysctl argument: Dom0 only, and of the interface version we speak.
+
+    Returns (the whole struct as a bytearray to edit and copy back, its header).
+    """
+    require_privileged(caller)
+    raw = bytearray(caller.copy_from_guest(arg, size))
+    hdr = header.unpack(raw)
+    if hdr.interface_version != version:
+        raise HypercallError(Errno.EACCES)
+    return raw, hdr

@@ -11,6 +11,7 @@ from ...abi import constants as C
 from ...abi import structs as S
 from ...abi.constants import DOMCTL_INTERFACE_VERSION, DOMID_FIRST_RESERVED, Domctl, Errno
 from ..errors import HypercallError
+from .common import read_control_op
 
 U = S.XEN_DOMCTL_UNION_OFFSET
 MAX_VIRT_CPUS = 128    # pyxen's limit on vCPUs per domain (Xen's HVM_MAX_VCPUS)
@@ -47,12 +48,8 @@ def domain_info(d) -> bytes:
 
 def do_domctl(caller, arg, *_):
     me = caller.domain
-    if not me.is_privileged:
-        raise HypercallError(Errno.EPERM)
-    raw = bytearray(caller.copy_from_guest(arg, S.XEN_DOMCTL_SIZE))
-    hdr = S.XEN_DOMCTL_HEADER.unpack(raw)
-    if hdr.interface_version != DOMCTL_INTERFACE_VERSION:
-        raise HypercallError(Errno.EACCES)
+    raw, hdr = read_control_op(caller, arg, S.XEN_DOMCTL_SIZE, S.XEN_DOMCTL_HEADER,
+                               DOMCTL_INTERFACE_VERSION)
     hv = me.hv
     cmd = hdr.cmd
     copy_back = False

@@ -8,6 +8,7 @@ from ...abi import structs as S
 from ...abi.constants import SYSCTL_INTERFACE_VERSION, Errno, Hypercall, Scheduler, Sysctl
 from ..errors import HypercallError
 from ..params import ParamError, parse_runtime_assignments
+from .common import read_control_op
 from .domctl import domain_info
 
 U = S.XEN_SYSCTL_UNION_OFFSET
@@ -17,12 +18,8 @@ XEN_SYSCTL_PHYSCAP_hvm = 1 << 0
 
 def do_sysctl(caller, arg, *_):
     me = caller.domain
-    if not me.is_privileged:
-        raise HypercallError(Errno.EPERM)
-    raw = bytearray(caller.copy_from_guest(arg, S.XEN_SYSCTL_SIZE))
-    hdr = S.XEN_SYSCTL_HEADER.unpack(raw)
-    if hdr.interface_version != SYSCTL_INTERFACE_VERSION:
-        raise HypercallError(Errno.EACCES)
+    raw, hdr = read_control_op(caller, arg, S.XEN_SYSCTL_SIZE, S.XEN_SYSCTL_HEADER,
+                               SYSCTL_INTERFACE_VERSION)
     hv = me.hv
     cmd = hdr.cmd
     if cmd == Sysctl.readconsole:
