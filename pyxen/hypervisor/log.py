@@ -170,7 +170,8 @@ class HypervisorLog:
         size = self._size
         with self._lock:
             oldest = max(self._clear_mark, self._prod - size)
-            start = oldest if index is None else max(index, oldest)
+            # An index outside what the ring holds reads from the oldest byte (Xen).
+            start = oldest if index is None or not oldest <= index <= self._prod else index
             end = self._prod
             if max_bytes is not None:
                 end = min(end, start + max_bytes)
@@ -182,5 +183,5 @@ class HypervisorLog:
             else:
                 out = bytes(self._ring[a:]) + bytes(self._ring[:b])
             if clear:
-                self._clear_mark = self._prod
+                self._clear_mark = end     # only what was returned is gone
             return out, end

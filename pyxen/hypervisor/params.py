@@ -34,6 +34,18 @@ def parse_size(text: str) -> int:
     return n << shift
 
 
+MIN_MACHINE_MEMORY = 1 << 20
+MAX_MACHINE_MEMORY = 1 << 40
+
+
+def parse_machine_memory(text: str) -> int:
+    """mem=: the machine memory pyxen reserves for domains (rounded down to 4 KiB)."""
+    size = parse_size(text) & ~0xFFF
+    if not MIN_MACHINE_MEMORY <= size <= MAX_MACHINE_MEMORY:
+        raise ParamError(f"must be between 1M and 1T, got {text!r}")
+    return size
+
+
 def parse_bool(text: str) -> bool:
     t = text.lower()
     if t in ("1", "yes", "true", "on", "enable"):
@@ -101,7 +113,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("sched", _choice("credit", "credit2", "null", "rtds", "arinc653"), "credit", False,
           "scheduler of Pool-0"),
     Param("dom0_mem", str, "", False, "memory of Dom0 (the host process has none to give)"),
-    Param("mem", parse_size, 4 << 30, False, "machine memory available to domains"),
+    Param("mem", parse_machine_memory, 4 << 30, False, "machine memory available to domains"),
     Param("engine_spares", _uint, 1, False,
           "pyxen: CPU engines kept initialised ahead of domain creation"),
     Param("vcpu_mmu", _choice("auto", "software", "engine"), "auto", False,

@@ -53,11 +53,12 @@ def errno(e: Errno) -> int:
 
 
 def read_control_op(caller: Caller, arg: int, size: int, header: Layout, version: int):
-    """Read a domctl/sysctl argument: Dom0 only, and of the interface version we speak.
+    """Read a domctl/sysctl argument of the interface version we speak (-EFAULT,
+    -EACCES); the caller then looks up the domain and checks privilege, in
+    Xen's order.
 
     Returns (the whole struct as a bytearray to edit and copy back, its header).
     """
-    require_privileged(caller)
     raw = bytearray(caller.copy_from_guest(arg, size))
     hdr = header.unpack(raw)
     if hdr.interface_version != version:

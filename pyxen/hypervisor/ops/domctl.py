@@ -11,10 +11,12 @@ from ...abi import constants as C
 from ...abi import structs as S
 from ...abi.constants import DOMCTL_INTERFACE_VERSION, DOMID_FIRST_RESERVED, Domctl, Errno
 from ..errors import HypercallError
-from .common import read_control_op
+from .common import read_control_op, require_privileged
 
 U = S.XEN_DOMCTL_UNION_OFFSET
 MAX_VIRT_CPUS = 128    # pyxen's limit on vCPUs per domain (Xen's HVM_MAX_VCPUS)
+MAX_PAUSE_COUNT = 255  # toolstack pauses nest up to this many
+XEN_INVALID_MAX_VCPU_ID = 0xFFFF_FFFF
 
 
 def domain_info_flags(d) -> int:
@@ -28,6 +30,8 @@ def domain_info_flags(d) -> int:
         flags |= (d.shutdown_reason & C.XEN_DOMINF_shutdownmask) << C.XEN_DOMINF_shutdownshift
     if d.pause_count > 0:
         flags |= C.XEN_DOMINF_paused
+    if d.is_xenstore:
+        flags |= C.XEN_DOMINF_xs_domain
     running = any(v.runstate == C.RunstateState.running for v in d.vcpus)
     online = [v for v in d.vcpus if v.online]
     if running:
@@ -43,7 +47,8 @@ def domain_info(d) -> bytes:
         domain=d.domid, flags=domain_info_flags(d), tot_pages=d.tot_pages,
         max_pages=d.max_pages, shared_info_frame=d.shared_info_gfn(), cpu_time=cpu_time,
         nr_online_vcpus=sum(1 for v in d.vcpus if v.online),
-        max_vcpu_id=max(d.max_vcpus - 1, 0), ssidref=d.ssidref, handle=d.handle, cpupool=0)
+        max_vcpu_id=len(d.vcpus) - 1 if d.vcpus else XEN_INVALID_MAX_VCPU_ID,
+        ssidref=d.ssidref, handle=d.handle, cpupool=0)
 
 
 def do_domctl(caller, arg, *_):
@@ -53,6 +58,12 @@ def do_domctl(caller, arg, *_):
     hv = me.hv
     cmd = hdr.cmd
     copy_back = False
+    if cmd == Domctl.getdomaininfo:
+        # The xenstore domain may watch the others (Xen's XSM_XS_PRIV).
+        if not (me.is_privileged or me.is_xenstore):
+            raise HypercallError(Errno.EPERM)
+    elif cmd == Domctl.createdomain:
+        require_privileged(caller)
 
     if cmd == Domctl.createdomain:
         cd = S.XEN_DOMCTL_CREATEDOMAIN.unpack(raw, U)
@@ -71,6 +82,8 @@ def do_domctl(caller, arg, *_):
         S.XEN_DOMCTL_HEADER.write(raw, 0, "domain", d.domid)
         copy_back = True
     elif cmd == Domctl.getdomaininfo:
+        if hdr.domain >= DOMID_FIRST_RESERVED:
+            raise HypercallError(Errno.EINVAL)
         # Xen returns the first existing domain whose id is >= the one asked for.
         found = sorted(x for x in hv.domains if x >= hdr.domain)
         if not found:
@@ -83,6 +96,7 @@ def do_domctl(caller, arg, *_):
         d = hv.get_domain(hdr.domain)
         if d is None:
             raise HypercallError(Errno.ESRCH)
+        require_privileged(caller)
         if cmd == Domctl.destroydomain:
             if d.domid == 0:
                 raise HypercallError(Errno.EINVAL)
@@ -90,21 +104,22 @@ def do_domctl(caller, arg, *_):
         elif cmd == Domctl.pausedomain:
             if d is me:
                 raise HypercallError(Errno.EINVAL)
+            if d.pause_count >= MAX_PAUSE_COUNT:
+                raise HypercallError(Errno.EOVERFLOW)
             d.pause()
         elif cmd == Domctl.unpausedomain:
-            if d.is_dying:
+            if d.is_dying or d.pause_count == 0:
                 raise HypercallError(Errno.EINVAL)
             d.unpause()
         elif cmd == Domctl.max_mem:
-            kb = S.XEN_DOMCTL_MAX_MEM.unpack(raw, U).max_memkb
-            pages = kb >> 2
-            if pages < d.tot_pages:
-                raise HypercallError(Errno.EINVAL)
-            d.max_pages = pages
+            # Below current use is fine: the domain then just cannot grow (Xen).
+            d.max_pages = S.XEN_DOMCTL_MAX_MEM.unpack(raw, U).max_memkb >> 2
         elif cmd == Domctl.max_vcpus:
             n = S.XEN_DOMCTL_MAX_VCPUS.unpack(raw, U).max
-            if n > MAX_VIRT_CPUS or (d.vcpus and n != d.max_vcpus):
+            if d is me or n > MAX_VIRT_CPUS:
                 raise HypercallError(Errno.EINVAL)
+            if d.vcpus and n != d.max_vcpus:
+                raise HypercallError(Errno.EBUSY if n > d.max_vcpus else Errno.EINVAL)
             d.max_vcpus = n
             d.create_vcpus()
         elif cmd == Domctl.setdomainhandle:

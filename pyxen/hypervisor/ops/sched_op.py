@@ -27,15 +27,19 @@ def do_sched_op(caller, cmd, arg, *_):
         return 0
     if cmd == SchedOp.shutdown_code:
         reason = read_struct(caller, S.SCHED_SHUTDOWN, arg).reason & 0xFF
-        d.shutdown_code = reason
+        with d.lock:
+            if d.shutdown_code == -1:      # the first code recorded stays
+                d.shutdown_code = reason
         return 0
     if cmd == SchedOp.remote_shutdown:
         req = read_struct(caller, S.SCHED_REMOTE_SHUTDOWN, arg)
         target = d.hv.get_domain(req.domain_id)
-        if target is None or target.domid == 0:
+        if target is None:
             raise HypercallError(Errno.ESRCH)
         if not d.is_privileged:
             raise HypercallError(Errno.EPERM)
+        if not target.vcpus:       # Dom0 is the host process: nothing to shut down here
+            raise HypercallError(Errno.EINVAL)
         target.shutdown(req.reason & 0xFF)
         return 0
     if cmd == SchedOp.pin_override:

@@ -8,7 +8,7 @@ from ...abi import structs as S
 from ...abi.constants import SYSCTL_INTERFACE_VERSION, Errno, Hypercall, Scheduler, Sysctl
 from ..errors import HypercallError
 from ..params import ParamError, parse_runtime_assignments
-from .common import read_control_op
+from .common import read_control_op, require_privileged
 from .domctl import domain_info
 
 U = S.XEN_SYSCTL_UNION_OFFSET
@@ -20,6 +20,7 @@ def do_sysctl(caller, arg, *_):
     me = caller.domain
     raw, hdr = read_control_op(caller, arg, S.XEN_SYSCTL_SIZE, S.XEN_SYSCTL_HEADER,
                                SYSCTL_INTERFACE_VERSION)
+    require_privileged(caller)
     hv = me.hv
     cmd = hdr.cmd
     if cmd == Sysctl.readconsole:
@@ -50,18 +51,25 @@ def do_sysctl(caller, arg, *_):
         S.XEN_SYSCTL_GETDOMAININFOLIST.write(raw, U, "num_domains", len(ids))
     elif cmd == Sysctl.set_parameter:
         sp = S.XEN_SYSCTL_SET_PARAMETER.unpack(raw, U)
-        if sp.pad != b"\0" * 6 or sp.size > MAX_PARAM_STRING:
+        if sp.pad != b"\0" * 6:
             raise HypercallError(Errno.EINVAL)
+        if sp.size > MAX_PARAM_STRING:
+            raise HypercallError(Errno.E2BIG)
         text = caller.copy_from_guest(sp.params, sp.size).split(b"\0", 1)[0]
-        try:
-            changes = parse_runtime_assignments(text.decode("ascii"))
-        except (ParamError, UnicodeDecodeError) as e:
-            hv.log.warning(f"set_parameter: {e}")
-            raise HypercallError(Errno.EINVAL) from None
-        for p, value in changes:
+        # Like Xen: every valid word takes effect; any bad one makes the call fail.
+        failed = False
+        for word in text.decode("ascii", "replace").split():
+            try:
+                ((p, value),) = parse_runtime_assignments(word)
+            except ParamError as e:
+                hv.log.warning(f"set_parameter: {e}")
+                failed = True
+                continue
             hv.params[p.name] = value
             if p.apply:
                 p.apply(hv, value)
+        if failed:
+            raise HypercallError(Errno.EINVAL)
     else:
         raise HypercallError(Errno.ENOSYS)
     caller.copy_to_guest(arg, bytes(raw))
