@@ -8,6 +8,11 @@ write the emulated CPU state in place (see x86/cpu_state.py).
 
 Only unicorn 2.1.4 is supported (pinned in pyproject.toml): the engine's
 internal layout that cpu_state.py relies on is verified at start-up.
+
+Rule for code running inside engine hooks: never call an engine API that can
+raise a guest exception (translation probes, MSR writes that may #GP). The
+engine reports those with longjmp, which would unwind straight through the
+Python frames of the hook.
 """
 
 from __future__ import annotations
@@ -50,7 +55,6 @@ uc_emu_start = _proto("uc_emu_start", c_int, c_void_p, c_u64, c_u64, c_u64, c_si
 uc_emu_stop = _proto("uc_emu_stop", c_int, c_void_p)
 uc_reg_read = _proto("uc_reg_read", c_int, c_void_p, c_int, c_void_p)
 uc_reg_write = _proto("uc_reg_write", c_int, c_void_p, c_int, c_void_p)
-uc_vmem_translate = _proto("uc_vmem_translate", c_int, c_void_p, c_u64, c_int, c_void_p)
 uc_strerror = _proto("uc_strerror", ctypes.c_char_p, c_int)
 _uc_ctl = ctypes.CDLL(uclib._name).uc_ctl
 _uc_ctl.restype = c_int
