@@ -8,12 +8,15 @@ gone: its memory returns to the host).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..abi.constants import HVM_NR_PARAMS, Errno, HvmParam, ShutdownReason
+from ..abi.constants import DOMID_XEN, HVM_NR_PARAMS, Errno, HvmParam, ShutdownReason
 from .errors import HypercallError
+from .grant_table import GrantTable
 from .guest_memory import DomainPhysMemory
 from .log import Level
 from .memory import PAGE_SHIFT, OutOfMemory
@@ -58,13 +61,29 @@ class Domain:
         self.max_evtchn_port = (1 << 17) - 1     # until the toolstack lowers it
         self.max_grant_frames = hv.params["gnttab_max_frames"]
         self.max_maptrack_frames = hv.params["gnttab_max_maptrack_frames"]
+        # Words the guest and the hypervisor both update (event bits, grant flags):
+        # see atomic_update().
+        self._shared_words = threading.RLock()
+        # shared_info lives in a hypervisor-owned frame from creation on; the guest
+        # maps it into its physmap with XENMAPSPACE_shared_info.
+        self.shared_info_mfn = hv.machine.alloc(1, owner=DOMID_XEN)[0][0]
+        hv.machine.frame(self.shared_info_mfn)[:] = bytes(4096)
+        self.shared_info_gfn: int | None = None
+        self.grant_table = GrantTable(self)
 
     def __repr__(self) -> str:
         return f"d{self.domid}"
 
-    def shared_info_gfn(self) -> int:
-        """Where the guest mapped shared_info (0: not mapped; core-ABI issue)."""
-        return 0
+    @contextlib.contextmanager
+    def atomic_update(self) -> Iterator[None]:
+        """Hold while read-modify-writing a word of this domain's memory that its
+        vCPUs may also update (event pending/mask/selector bits, upcall_pending,
+        grant entry flags). The CPU engine does not make the guest's locked
+        instructions atomic against other threads, so no guest code of this
+        domain runs while this is held. Never hold two domains' at once.
+        """
+        with self._shared_words:
+            yield
 
     def set_hvm_param(self, index: int, value: int) -> None:
         self.params[index] = value
@@ -116,11 +135,15 @@ class Domain:
         for v in self.vcpus:
             if v.backend is not None:
                 v.backend.close()
+        self.grant_table.release()
         owner = self.hv.machine.owner
         mine = [(mfn, n) for mfn, n in self.p2m.backing() if owner[mfn] == self.domid]
         self.p2m.clear()
         self.hv.machine.free(_coalesce(mine))
         self.tot_pages = 0
+        if self.shared_info_mfn is not None:
+            self.hv.machine.free([(self.shared_info_mfn, 1)])
+            self.shared_info_mfn = None
 
     def gpa_to_machine(self, gpa: int) -> int | None:
         e = self.p2m.lookup(gpa >> PAGE_SHIFT)

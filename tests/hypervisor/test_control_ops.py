@@ -106,8 +106,10 @@ def test_dom0_cannot_pause_or_destroy_itself(host):
 def test_destroy_removes_the_domain_and_returns_its_memory(host):
     free0 = host.xc.physinfo().free_pages
     domid = host.new_domain(max_kb=64 * PAGE_KB)
+    # The hypervisor's own frame for the domain (shared_info), as in Xen.
+    assert host.xc.physinfo().free_pages == free0 - 1
     assert host.xc.populate_physmap(domid, list(range(64))) == 64
-    assert host.xc.physinfo().free_pages == free0 - 64
+    assert host.xc.physinfo().free_pages == free0 - 65
     host.xc.domain_destroy(domid)
     assert host.xc.physinfo().free_pages == free0
     assert host.xc.domain_getinfo(domid) is None
@@ -196,9 +198,9 @@ def test_populate_physmap_with_order_counts_extents_not_pages(host):
 def test_populate_physmap_stops_when_the_host_runs_out():
     with running_host("mem=1M") as host:
         free0 = host.xc.physinfo().free_pages
-        assert free0 == 255                                   # frame 0 is never handed out
+        assert free0 == 254            # frame 0 is never handed out; Dom0's shared_info
         domid = host.new_domain(max_kb=1 << 20)
-        assert host.xc.populate_physmap(domid, list(range(300))) == 255
+        assert host.xc.populate_physmap(domid, list(range(300))) == 253
         assert host.xc.physinfo().free_pages == 0
         assert host.xc.domain_getinfo(domid).tot_pages == 255
         host.xc.domain_destroy(domid)
@@ -478,5 +480,5 @@ def test_boot_command_line_warnings_reach_the_console():
 def test_physinfo_and_version(host):
     pi = host.xc.physinfo()
     assert pi.total_pages == host.hv.machine.nr_frames
-    assert pi.free_pages == pi.total_pages - 1
+    assert pi.free_pages == pi.total_pages - 2     # frame 0, and Dom0's shared_info
     assert host.xc.xen_version() == (4, 10)

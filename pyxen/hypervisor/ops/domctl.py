@@ -45,7 +45,7 @@ def domain_info(d) -> bytes:
     cpu_time = sum(v.cpu_time_ns() for v in d.vcpus)
     return S.XEN_DOMCTL_GETDOMAININFO.pack(
         domain=d.domid, flags=domain_info_flags(d), tot_pages=d.tot_pages,
-        max_pages=d.max_pages, shared_info_frame=d.shared_info_gfn(), cpu_time=cpu_time,
+        max_pages=d.max_pages, shared_info_frame=_shared_info_frame(d), cpu_time=cpu_time,
         nr_online_vcpus=sum(1 for v in d.vcpus if v.online),
         max_vcpu_id=len(d.vcpus) - 1 if d.vcpus else XEN_INVALID_MAX_VCPU_ID,
         ssidref=d.ssidref, handle=d.handle, cpupool=0)
@@ -172,3 +172,8 @@ def do_domctl(caller, arg, *_):
 
 def register(hv) -> None:
     hv.hypercalls.register(C.Hypercall.domctl, do_domctl)
+
+
+def _shared_info_frame(d) -> int:
+    """The gfn where the guest mapped shared_info; Xen reports ~0 (no M2P entry) before."""
+    return 0xFFFF_FFFF_FFFF_FFFF if d.shared_info_gfn is None else d.shared_info_gfn
