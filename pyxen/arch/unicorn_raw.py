@@ -56,6 +56,13 @@ uc_emu_stop = _proto("uc_emu_stop", c_int, c_void_p)
 uc_reg_read = _proto("uc_reg_read", c_int, c_void_p, c_int, c_void_p)
 uc_reg_write = _proto("uc_reg_write", c_int, c_void_p, c_int, c_void_p)
 uc_strerror = _proto("uc_strerror", ctypes.c_char_p, c_int)
+# CPU contexts: several vCPUs take turns on one engine (x86: its CPU state block).
+uc_context_alloc = _proto("uc_context_alloc", c_int, c_void_p, c_void_p)
+uc_context_save = _proto("uc_context_save", c_int, c_void_p, c_void_p)
+uc_context_restore = _proto("uc_context_restore", c_int, c_void_p, c_void_p)
+uc_context_free = _proto("uc_context_free", c_int, c_void_p)
+uc_context_size = _proto("uc_context_size", c_size_t, c_void_p)
+CONTEXT_HEADER = 40    # bytes of struct uc_context before the saved CPU state (2.1.4)
 _uc_ctl = ctypes.CDLL(uclib._name).uc_ctl
 _uc_ctl.restype = c_int
 
@@ -140,6 +147,27 @@ class HookSet:
         i = self.ids.index(hook_id)
         del self.ids[i]
         # The callback object stays referenced: the engine may still be inside it.
+
+
+class CpuContext:
+    """A saved copy of one engine's CPU state (uc_context)."""
+
+    def __init__(self, handle):
+        ptr = c_void_p()
+        check(uc_context_alloc(handle, ctypes.byref(ptr)), "context_alloc")
+        self.ptr = ptr
+        self.state_address = ptr.value + CONTEXT_HEADER
+
+    def save(self, handle) -> None:
+        check(uc_context_save(handle, self.ptr), "context_save")
+
+    def restore(self, handle) -> None:
+        check(uc_context_restore(handle, self.ptr), "context_restore")
+
+    def free(self) -> None:
+        if self.ptr:
+            uc_context_free(self.ptr)
+            self.ptr = c_void_p()
 
 
 def engine_version() -> str:

@@ -8,15 +8,23 @@ gone: its memory returns to the host).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..abi.constants import DOMID_XEN, HVM_NR_PARAMS, Errno, HvmParam, ShutdownReason
+from ..abi.constants import (
+    DOMID_XEN,
+    HVM_NR_PARAMS,
+    XEN_LEGACY_MAX_VCPUS,
+    Errno,
+    HvmParam,
+    ShutdownReason,
+)
+from . import pvclock
 from .errors import HypercallError
+from .event_channel import VCPU_INFO_SIZE, EventChannels
 from .grant_table import GrantTable
+from .guest_gate import GuestCodeGate
 from .guest_memory import DomainPhysMemory
 from .log import Level
 from .memory import PAGE_SHIFT, OutOfMemory
@@ -63,27 +71,73 @@ class Domain:
         self.max_maptrack_frames = hv.params["gnttab_max_maptrack_frames"]
         # Words the guest and the hypervisor both update (event bits, grant flags):
         # see atomic_update().
-        self._shared_words = threading.RLock()
+        self.guest_gate = GuestCodeGate()
         # shared_info lives in a hypervisor-owned frame from creation on; the guest
         # maps it into its physmap with XENMAPSPACE_shared_info.
         self.shared_info_mfn = hv.machine.alloc(1, owner=DOMID_XEN)[0][0]
         hv.machine.frame(self.shared_info_mfn)[:] = bytes(4096)
         self.shared_info_gfn: int | None = None
+        self.tsc_epoch_ns = self.created_ns       # guest TSC counts from creation
+        self.tsc_khz = hv.arch.cpu_khz
+        pvclock.write_wallclock(hv.machine.frame(self.shared_info_mfn),
+                                hv.wallclock_at_boot)
+        self.evtchn = EventChannels(self)
         self.grant_table = GrantTable(self)
+        self.host_upcall = None                   # Dom0: the host's event handler
 
     def __repr__(self) -> str:
         return f"d{self.domid}"
 
-    @contextlib.contextmanager
-    def atomic_update(self) -> Iterator[None]:
+    def atomic_update(self):
         """Hold while read-modify-writing a word of this domain's memory that its
         vCPUs may also update (event pending/mask/selector bits, upcall_pending,
         grant entry flags). The CPU engine does not make the guest's locked
         instructions atomic against other threads, so no guest code of this
-        domain runs while this is held. Never hold two domains' at once.
+        domain runs while this is held (see guest_gate.py). Never hold two
+        domains' at once.
         """
-        with self._shared_words:
-            yield
+        return self.guest_gate.update()
+
+    # -- time ----------------------------------------------------------------------
+    def guest_tsc(self, now: int | None = None) -> int:
+        """The guest's TSC: a fixed-rate function of hypervisor system time."""
+        if now is None:
+            now = self.hv.now()
+        return pvclock.ns_to_tsc(now - self.tsc_epoch_ns, self.tsc_khz)
+
+    # -- events ------------------------------------------------------------------------
+    def vcpu_info_address(self, vcpu_id: int) -> int | None:
+        """Machine byte address of a vCPU's vcpu_info (None: it has none)."""
+        if self.vcpus:
+            if not 0 <= vcpu_id < len(self.vcpus):
+                return None
+            reg = self.vcpus[vcpu_id].vcpu_info_ref
+            if reg is not None:
+                gfn, offset = reg
+                e = self.p2m.lookup(gfn)
+                if e is None or not e.rights & 2:
+                    return None        # ballooned out or made read-only since
+                return (e.mfn << 12) + offset
+        elif vcpu_id != 0:
+            return None                # the host domain: one event "vCPU"
+        if vcpu_id >= XEN_LEGACY_MAX_VCPUS or self.shared_info_mfn is None:
+            return None
+        return (self.shared_info_mfn << 12) + vcpu_id * VCPU_INFO_SIZE
+
+    def upcall_raised(self, vcpu_id: int) -> None:
+        """A vCPU's evtchn_upcall_pending went from 0 to 1: interrupt it."""
+        if self.vcpus:
+            if 0 <= vcpu_id < len(self.vcpus):
+                self.vcpus[vcpu_id].event_arrived()
+        elif self.host_upcall is not None:
+            self.host_upcall()
+
+    def check_pollers(self, port: int) -> None:
+        """Wake vCPUs in SCHEDOP_poll on `port` (or on any port)."""
+        for v in self.vcpus:
+            p = v.poll_port
+            if p is not None and (p == 0 or p == port):
+                v.poll_done()
 
     def set_hvm_param(self, index: int, value: int) -> None:
         self.params[index] = value
@@ -96,8 +150,8 @@ class Domain:
             self.vcpus.append(v)
 
     def event_pending(self, vcpu: Vcpu) -> bool:
-        """Whether an event is waiting for `vcpu` (event channels arrive with issue 3)."""
-        return False
+        """Whether an upcall is waiting that `vcpu` would take now (ends HLT/block)."""
+        return vcpu.backend is not None and vcpu.backend.event_deliverable()
 
     # -- memory --------------------------------------------------------------------
     def populate(self, gfn: int, count: int, type_: P2MType = P2MType.RAM_RW,
@@ -133,8 +187,10 @@ class Domain:
 
     def release_memory(self) -> None:
         for v in self.vcpus:
+            v.stop_timers()
             if v.backend is not None:
                 v.backend.close()
+        self.hv.arch.release_domain(self)
         self.grant_table.release()
         owner = self.hv.machine.owner
         mine = [(mfn, n) for mfn, n in self.p2m.backing() if owner[mfn] == self.domid]
@@ -202,9 +258,11 @@ class Domain:
                 return
             self.is_dying = True
         for v in self.vcpus:
+            v.stop_timers()
             v.poke()
         for v in self.vcpus:
             v.join(5.0)
+        self.evtchn.close_all()
         self.release_memory()
 
     # -- console_io output ---------------------------------------------------------

@@ -21,6 +21,7 @@ from .hypercall import HypercallTable
 from .log import HypervisorLog, Level
 from .memory import MachineMemory
 from .params import PARAMS, parse_cmdline
+from .timer import TimerService
 
 
 class Hypervisor:
@@ -37,6 +38,7 @@ class Hypervisor:
         for w in warnings:
             self.log.warning(w)
         self.machine = MachineMemory(self.params["mem"])
+        self.timers = TimerService(self)
         # Xen 4.10 defaults HVM_PARAM_TRIPLE_FAULT_REASON to reboot; the issue that
         # specifies pyxen asks for a crashed domain, so that is our default.
         self.triple_fault_reason = ShutdownReason.crash
@@ -106,6 +108,9 @@ class Hypervisor:
             handlers.remove(handler)
 
     def send_dom0_virq(self, virq: int) -> None:
+        dom0 = getattr(self, "dom0", None)
+        if dom0 is not None:
+            dom0.evtchn.send_virq(virq)
         for fn in list(self._dom0_virqs.get(int(virq), ())):
             fn()
 
@@ -135,6 +140,7 @@ class Hypervisor:
         for d in list(self.domains.values()):
             if d.domid != 0:
                 self.destroy_domain(d)
+        self.timers.close()
         self.arch.close()
 
     # -- identity strings (xen_version) ------------------------------------------

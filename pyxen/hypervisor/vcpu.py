@@ -8,13 +8,17 @@ and wakes on `wake()` or when the condition that stopped it clears.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 import traceback
 from typing import TYPE_CHECKING
 
-from ..abi.constants import RunstateState, ShutdownReason
+from ..abi import structs as S
+from ..abi.constants import RunstateState, ShutdownReason, Virq
 from ..arch.backend import ExitReason, VcpuBackend
+from . import pvclock
+from .errors import GuestFault
 from .log import Level
 
 if TYPE_CHECKING:
@@ -37,6 +41,16 @@ class Vcpu:
         self.runstate_entry = domain.hv.now()
         self.runstate_time = [0, 0, 0, 0]
         self.hypercalls = 0
+        # Events and time (see event_channel.py, pvclock.py).
+        self.upcall_vector = 0                       # HVMOP_set_evtchn_upcall_vector
+        self.vcpu_info_ref: tuple[int, int] | None = None   # (gfn, offset) if registered
+        self.runstate_area: int | None = None        # guest-virtual address
+        self.poll_port: int | None = None            # SCHEDOP_poll: 0 = any port
+        timers = domain.hv.timers
+        self.singleshot_timer = timers.new(self._singleshot_fired, f"{self} singleshot")
+        self.periodic_timer = timers.new(self._periodic_fired, f"{self} periodic")
+        self.periodic_period = 0
+        self.poll_timer = timers.new(self.poll_done, f"{self} poll")
 
     def __repr__(self) -> str:
         return f"d{self.domain.domid}v{self.vcpu_id}"
@@ -84,6 +98,69 @@ class Vcpu:
         if self.backend is not None:
             self.backend.kick()
 
+    def block_unless(self, wake_now) -> None:
+        """Block (SCHEDOP_block/poll) unless `wake_now()` — checked after blocking, so
+        an event arriving in between is not lost."""
+        with self._cond:
+            self.blocked = True
+        if wake_now():
+            self.wake()
+        elif self.backend is not None:
+            self.backend.kick()
+
+    def event_arrived(self) -> None:
+        """The upcall became pending: wake from HLT/block, interrupt guest code."""
+        self.wake()
+        if self.backend is not None:
+            self.backend.interrupt()
+
+    def poll_done(self) -> None:
+        """A polled port became pending, or the poll timed out."""
+        if self.poll_port is not None:
+            self.poll_port = None
+            self.poll_timer.stop()
+            self.wake()
+
+    # -- timers (fire on the timer thread) ---------------------------------------------
+    def _singleshot_fired(self) -> None:
+        self.domain.evtchn.send_virq(Virq.TIMER, self.vcpu_id)
+
+    def _periodic_fired(self) -> None:
+        period = self.periodic_period
+        if period:
+            now = self.domain.hv.now()
+            deadline = (self.periodic_timer.deadline or now) + period
+            self.periodic_timer.set(deadline if deadline > now else now + period)
+        self.domain.evtchn.send_virq(Virq.TIMER, self.vcpu_id)
+
+    def stop_timers(self) -> None:
+        self.singleshot_timer.stop()
+        self.periodic_timer.stop()
+        self.poll_timer.stop()
+
+    # -- guest-visible areas (called on this vCPU's thread, its state in the engine) ---
+    def entered_guest(self) -> None:
+        """The vCPU got the CPU: account it and refresh its time and runstate areas."""
+        with self._cond:
+            self._set_runstate(RunstateState.running)
+        d = self.domain
+        info = d.vcpu_info_address(self.vcpu_id)
+        if info is not None:
+            now = d.hv.now()
+            pvclock.write_time_info(d.hv.machine.view, info + pvclock.TIME_INFO,
+                                    tsc=d.guest_tsc(now), now=now, khz=d.tsc_khz)
+        if self.runstate_area is not None:
+            self.write_runstate_area()
+
+    def write_runstate_area(self) -> None:
+        state, entry, times = self.runstate_snapshot()
+        data = S.VCPU_RUNSTATE_INFO.pack(state=int(state), state_entry_time=entry,
+                                         time=struct.pack("<4Q", *times))
+        try:
+            self.backend.copy_to_guest(self.runstate_area, data)
+        except GuestFault:
+            pass          # Xen ignores an area the guest has unmapped
+
     def wait_stopped(self, timeout: float = 5.0) -> bool:
         """Wait until the vCPU is out of guest code (after making it non-runnable)."""
         deadline = time.monotonic() + timeout
@@ -128,7 +205,8 @@ class Vcpu:
                         self._cond.wait(0.5)
                     if d.is_dying:
                         break
-                    self._set_runstate(RunstateState.running)
+                    if self.runstate != RunstateState.runnable:
+                        self._set_runstate(RunstateState.runnable)
                     self._in_guest = True
                 try:
                     reason = self.backend.run()
@@ -143,9 +221,11 @@ class Vcpu:
                         # offline, and powers the domain off once no vCPU is left.
                         self.take_offline()
                     else:
+                        # Block first, then look: an event arriving in between wakes us.
                         with self._cond:
-                            if not d.event_pending(self):
-                                self.blocked = True
+                            self.blocked = True
+                        if d.event_pending(self):
+                            self.wake()
                 elif reason is ExitReason.SHUTDOWN:
                     d.shutdown(self.backend.shutdown_reason, why=self.backend.crash_reason)
                 elif reason is ExitReason.CRASHED:

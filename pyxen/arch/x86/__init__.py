@@ -15,14 +15,25 @@ class X86Arch:
 
     def __init__(self, hv):
         from ..unicorn_raw import EnginePool
-        from .vcpu import new_engine
+        from .engine import new_engine
         self.hv = hv
         self.ticker = Ticker()
         self.engines = EnginePool(new_engine, size=hv.params.get("engine_spares", 1))
 
     def create_vcpu_backend(self, vcpu):
+        """A vCPU backend; the first of a domain also brings the domain's engine."""
+        from .engine import DomainEngine
         from .vcpu import X86Vcpu
-        return X86Vcpu(self, vcpu, self.engines.take())
+        d = vcpu.domain
+        engine = d.arch_state.get("engine")
+        if engine is None:
+            engine = d.arch_state["engine"] = DomainEngine(self, d, self.engines.take())
+        return X86Vcpu(self, vcpu, engine)
+
+    def release_domain(self, domain) -> None:
+        engine = domain.arch_state.pop("engine", None)
+        if engine is not None:
+            engine.close()
 
     def close(self) -> None:
         self.engines.close()

@@ -1,7 +1,11 @@
-"""Makes sure a kick reaches a vCPU that was entering the engine at that moment.
+"""A millisecond ticker that stops engines someone is waiting for.
 
-`uc_emu_stop()` called just before the engine starts is forgotten by the
-engine, so a kicked vCPU is re-stopped every millisecond until it notices.
+Reasons to stop a running engine: a vCPU was kicked (pause, shutdown), the
+hypervisor waits to update the domain's shared words, an upcall is pending
+but was blocked by RFLAGS.IF at the last entry, or another vCPU of the
+domain waits for its turn and the current one has had its slice. A stop
+requested just before the engine starts is forgotten by the engine, so the
+ticker repeats it every millisecond for as long as the reason lasts.
 """
 
 from __future__ import annotations
@@ -19,25 +23,28 @@ class Ticker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def watch(self, backend) -> None:
+    def watch(self, engine) -> None:
         with self._lock:
-            self._watched.add(backend)
+            self._watched.add(engine)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="kick-ticker",
+                self._thread = threading.Thread(target=self._loop, name="engine-ticker",
                                                 daemon=True)
                 self._thread.start()
         self._wake.set()
 
-    def forget(self, backend) -> None:
+    def forget(self, engine) -> None:
         with self._lock:
-            self._watched.discard(backend)
+            self._watched.discard(engine)
 
     def _loop(self) -> None:
         while True:
             self._wake.wait()
             time.sleep(PERIOD_S)
             with self._lock:
-                pending = [b for b in self._watched if b.kick_pending()]
-                self._watched = set(pending)
-                if not pending:
+                watched = list(self._watched)
+            keep = {e for e in watched if e.ticker_poll()}
+            with self._lock:
+                # Engines watched again meanwhile stay; the rest only if still needed.
+                self._watched = keep | (self._watched - set(watched))
+                if not self._watched:
                     self._wake.clear()

@@ -1,0 +1,109 @@
+"""Hypervisor timers: callbacks at absolute system times (Xen's set_timer/stop_timer).
+
+One thread sleeps until the earliest deadline and runs the callbacks that
+are due, in deadline order. Callbacks must be short and must not block on a
+vCPU (they send events, which never wait for guest code for long).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .log import Level
+
+if TYPE_CHECKING:
+    from .hypervisor import Hypervisor
+
+
+class Timer:
+    """A one-shot timer that can be re-armed (set) and disarmed (stop) any time."""
+
+    __slots__ = ("_service", "callback", "deadline", "_seq", "name")
+
+    def __init__(self, service: TimerService, callback: Callable[[], None], name: str = ""):
+        self._service = service
+        self.callback = callback
+        self.deadline: int | None = None     # absolute system time (ns), None: not armed
+        self._seq = -1
+        self.name = name
+
+    @property
+    def active(self) -> bool:
+        return self.deadline is not None
+
+    def set(self, deadline_ns: int) -> None:
+        self._service._arm(self, deadline_ns)
+
+    def stop(self) -> None:
+        self._service._disarm(self)
+
+
+class TimerService:
+    def __init__(self, hv: Hypervisor):
+        self._hv = hv
+        self._heap: list[tuple[int, int, Timer]] = []
+        self._cv = threading.Condition(threading.Lock())
+        self._counter = itertools.count()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.fired = 0
+
+    def new(self, callback: Callable[[], None], name: str = "") -> Timer:
+        return Timer(self, callback, name)
+
+    def _arm(self, t: Timer, deadline: int) -> None:
+        with self._cv:
+            t.deadline = deadline
+            t._seq = next(self._counter)
+            heapq.heappush(self._heap, (deadline, t._seq, t))
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, name="xen-timers",
+                                                 daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is t:
+                self._cv.notify()
+
+    def _disarm(self, t: Timer) -> None:
+        with self._cv:
+            t.deadline = None
+            t._seq = -1        # its heap entry is now stale and will be skipped
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._heap.clear()
+            self._cv.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+
+    def _loop(self) -> None:
+        now = self._hv.now
+        while True:
+            with self._cv:
+                while True:
+                    if self._closed:
+                        return
+                    # Drop entries of timers stopped or re-armed since they were pushed.
+                    while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cv.wait()
+                        continue
+                    wait_ns = self._heap[0][0] - now()
+                    if wait_ns <= 0:
+                        break
+                    self._cv.wait(wait_ns / 1e9)
+                _, _, t = heapq.heappop(self._heap)
+                t.deadline = None
+                t._seq = -1
+            self.fired += 1
+            try:
+                t.callback()
+            except Exception:  # noqa: BLE001 - one bad callback must not stop all timers
+                self._hv.log.printk(Level.ERR, f"BUG: timer {t.name or t.callback} raised:\n"
+                                    + traceback.format_exc().rstrip())
