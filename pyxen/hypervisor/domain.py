@@ -84,6 +84,7 @@ class Domain:
         self.evtchn = EventChannels(self)
         self.grant_table = GrantTable(self)
         self.host_upcall = None                   # Dom0: the host's event handler
+        self.watchdogs: list = [None, None]       # SCHEDOP_watchdog timers (Xen has 2)
 
     def __repr__(self) -> str:
         return f"d{self.domid}"
@@ -181,7 +182,8 @@ class Domain:
             mine = [(mfn, n) for mfn, n in self.p2m.removed_extents(gfn, count)
                     if owner[mfn] == self.domid]
             if mine:
-                self.hv.machine.free(mine)
+                # Frames still grant-mapped elsewhere stay allocated until unmapped.
+                self.grant_table.pins.free_unless_pinned(mine)
                 self.tot_pages -= sum(n for _, n in mine)
             return sum(n for _, n in mine)
 
@@ -195,7 +197,7 @@ class Domain:
         owner = self.hv.machine.owner
         mine = [(mfn, n) for mfn, n in self.p2m.backing() if owner[mfn] == self.domid]
         self.p2m.clear()
-        self.hv.machine.free(_coalesce(mine))
+        self.grant_table.pins.free_unless_pinned(_coalesce(mine))
         self.tot_pages = 0
         if self.shared_info_mfn is not None:
             self.hv.machine.free([(self.shared_info_mfn, 1)])
@@ -260,6 +262,9 @@ class Domain:
         for v in self.vcpus:
             v.stop_timers()
             v.poke()
+        for t in self.watchdogs:
+            if t is not None:
+                t.stop()
         for v in self.vcpus:
             v.join(5.0)
         self.evtchn.close_all()

@@ -74,6 +74,10 @@ class EventChannels:
         self.valid_ports = BUCKET            # ports below this are "valid" (bucket 0 exists)
 
     # -- limits and allocation ---------------------------------------------------------
+    def _nr_vcpus(self) -> int:
+        """Event targets: the vCPUs, or one for the host domain (Dom0 has no vCPUs)."""
+        return len(self.domain.vcpus) or 1
+
     def port_limit(self) -> int:
         """One past the highest port this domain may allocate."""
         return min(EVTCHN_2L_NR_CHANNELS, self.domain.max_evtchn_port + 1)
@@ -119,8 +123,8 @@ class EventChannels:
 
     def bind_interdomain(self, remote: Domain, remote_port: int) -> int:
         me = self.domain
-        first, second = sorted({me, remote}, key=lambda d: d.domid)
-        with first.evtchn.lock, second.evtchn.lock:
+        first, second = sorted((me, remote), key=lambda d: d.domid)
+        with first.evtchn.lock, second.evtchn.lock:      # RLocks: loopback is fine
             port = self._allocate()
             rt = remote.evtchn
             if not rt.port_is_valid(remote_port):
@@ -145,12 +149,11 @@ class EventChannels:
         heapq.heappush(self._freed, port)
 
     def bind_virq(self, virq: int, vcpu_id: int) -> int:
-        d = self.domain
         if not 0 <= virq < NR_VIRQS:
             raise HypercallError(Errno.EINVAL, f"no VIRQ {virq}")
         if virq not in PER_VCPU_VIRQS and vcpu_id != 0:
             raise HypercallError(Errno.EINVAL, "global VIRQs bind on vCPU 0")
-        if not 0 <= vcpu_id < max(len(d.vcpus), 1) or (d.vcpus and vcpu_id >= len(d.vcpus)):
+        if not 0 <= vcpu_id < self._nr_vcpus():
             raise HypercallError(Errno.ENOENT, f"no vCPU {vcpu_id}")
         with self.lock:
             if (virq, vcpu_id) in self.virq_ports:
@@ -164,7 +167,7 @@ class EventChannels:
             return port
 
     def bind_ipi(self, vcpu_id: int) -> int:
-        if not 0 <= vcpu_id < len(self.domain.vcpus):
+        if not 0 <= vcpu_id < self._nr_vcpus():
             raise HypercallError(Errno.ENOENT, f"no vCPU {vcpu_id}")
         with self.lock:
             port = self._allocate()
@@ -252,7 +255,7 @@ class EventChannels:
             return chn.state, chn.notify_vcpu, 0, 0
 
     def bind_vcpu(self, port: int, vcpu_id: int) -> None:
-        if not 0 <= vcpu_id < len(self.domain.vcpus):
+        if not 0 <= vcpu_id < self._nr_vcpus():
             raise HypercallError(Errno.ENOENT, f"no vCPU {vcpu_id}")
         with self.lock:
             chn = self._get(port)

@@ -132,6 +132,26 @@ class Hypervisor:
             views.append(view if writable else view.toreadonly())
         return views
 
+    def grant_mapped_frame(self, caller: Domain, handle: int) -> memoryview:
+        """The page behind `caller`'s live grant mapping `handle` (made with
+        GNTTABOP_map_grant_ref), for a privileged caller's host-side back-ends.
+        Read-only if the grant was mapped read-only. The view must be dropped at
+        unmap: the frame may then be freed and reused."""
+        if not caller.is_privileged:
+            raise PermissionError("only a privileged domain reaches grant mappings")
+        return caller.grant_table.mapped_frame(handle)
+
+    # -- Dom0's own event channel page (the host's "kernel" handles Dom0's upcalls) ----
+    def dom0_event_page(self) -> tuple[memoryview, object]:
+        """Dom0's shared_info frame and the context manager that makes updates of its
+        event words atomic against the hypervisor's."""
+        d = self.dom0
+        return self.machine.frame(d.shared_info_mfn), d.atomic_update
+
+    def set_dom0_upcall(self, handler: Callable[[], None] | None) -> None:
+        """`handler` runs (on the sender's thread) when Dom0's upcall becomes pending."""
+        self.dom0.host_upcall = handler
+
     def read_console_input(self, count: int) -> bytes:
         """Serial input for CONSOLEIO_read (the host has no serial line yet)."""
         return b""

@@ -45,6 +45,7 @@ class Vcpu:
         self.upcall_vector = 0                       # HVMOP_set_evtchn_upcall_vector
         self.vcpu_info_ref: tuple[int, int] | None = None   # (gfn, offset) if registered
         self.runstate_area: int | None = None        # guest-virtual address
+        self.time_area: int | None = None            # a second vcpu_time_info (GVA)
         self.poll_port: int | None = None            # SCHEDOP_poll: 0 = any port
         timers = domain.hv.timers
         self.singleshot_timer = timers.new(self._singleshot_fired, f"{self} singleshot")
@@ -149,8 +150,20 @@ class Vcpu:
             now = d.hv.now()
             pvclock.write_time_info(d.hv.machine.view, info + pvclock.TIME_INFO,
                                     tsc=d.guest_tsc(now), now=now, khz=d.tsc_khz)
+        if self.time_area is not None:
+            self.write_time_area()
         if self.runstate_area is not None:
             self.write_runstate_area()
+
+    def write_time_area(self) -> None:
+        d = self.domain
+        buf = bytearray(32)
+        now = d.hv.now()
+        pvclock.write_time_info(buf, 0, tsc=d.guest_tsc(now), now=now, khz=d.tsc_khz)
+        try:
+            self.backend.copy_to_guest(self.time_area, bytes(buf))
+        except GuestFault:
+            pass
 
     def write_runstate_area(self) -> None:
         state, entry, times = self.runstate_snapshot()

@@ -125,6 +125,23 @@ class Privcmd:
         except ValueError:
             raise XenError(Errno.EINVAL, "map foreign") from None
 
+    def grant_mapped_frame(self, handle: int) -> memoryview:
+        """The page of Dom0's live grant mapping `handle` (checked by the hypervisor)."""
+        try:
+            return self._hv.grant_mapped_frame(self._hv.dom0, handle)
+        except PermissionError:
+            raise XenError(Errno.EPERM, "grant mapping") from None
+        except LookupError:
+            raise XenError(Errno.EINVAL, "grant mapping") from None
+
+    # -- Dom0's event upcall (for the event channel device, toolstack/evtchn.py) --------
+    def event_page(self):
+        """Dom0's shared_info page and its atomic-update context manager."""
+        return self._hv.dom0_event_page()
+
+    def set_event_upcall(self, handler: Callable[[], None] | None) -> None:
+        self._hv.set_dom0_upcall(handler)
+
     # -- virtual IRQs for Dom0 ------------------------------------------------------------
     def bind_virq(self, virq: Virq, handler: Callable[[], None]) -> Callable[[], None]:
         """Call `handler` (on a hypervisor thread) whenever `virq` fires; returns an unbind."""

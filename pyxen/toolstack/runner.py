@@ -38,6 +38,9 @@ class RunError(Exception):
     """The domain could not be run; one line for the user."""
 
 
+MAX_VCPUS = 128        # Xen's HVM_MAX_VCPUS
+
+
 def validate_for_boot(dc: DomainConfig) -> None:
     """What the foundation supports; everything else is refused with a clear reason."""
     if dc.type in ("pv", "hvm"):
@@ -47,8 +50,9 @@ def validate_for_boot(dc: DomainConfig) -> None:
         raise RunError(f"{dc.filename}: memory={dc.memory}: a guest needs at least 1 MiB")
     if dc.maxmem < dc.memory:
         raise RunError(f"{dc.filename}: maxmem={dc.maxmem} is below memory={dc.memory}")
-    if dc.vcpus != 1 or dc.maxvcpus != 1:
-        raise RunError(f"{dc.filename}: vcpus={dc.vcpus}: only 1 vCPU is supported for now")
+    if not 1 <= dc.vcpus <= dc.maxvcpus <= MAX_VCPUS:
+        raise RunError(f"{dc.filename}: vcpus={dc.vcpus} maxvcpus={dc.maxvcpus}: need "
+                       f"1 <= vcpus <= maxvcpus <= {MAX_VCPUS}")
     if not dc.kernel:
         raise RunError(f"{dc.filename}: no kernel= given (PVH guests boot a kernel directly)")
     for key in ("on_poweroff", "on_reboot", "on_watchdog", "on_crash"):

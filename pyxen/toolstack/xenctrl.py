@@ -111,6 +111,10 @@ class XenCtrl:
     def domain_max_vcpus(self, domid: int, n: int) -> None:
         self._domctl(Domctl.max_vcpus, domid, S.XEN_DOMCTL_MAX_VCPUS.pack(max=n))
 
+    def domain_set_max_evtchn(self, domid: int, max_port: int) -> None:
+        self._domctl(Domctl.set_max_evtchn, domid,
+                     S.XEN_DOMCTL_SET_MAX_EVTCHN.pack(max_port=max_port))
+
     def domain_setmaxmem(self, domid: int, max_kb: int) -> None:
         self._domctl(Domctl.max_mem, domid, S.XEN_DOMCTL_MAX_MEM.pack(max_memkb=max_kb))
 

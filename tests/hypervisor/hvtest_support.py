@@ -86,7 +86,7 @@ class FakeGuest:
 
     def __init__(self, domain, *, base: int = 0x10_0000, size: int = 0x4000):
         self.domain = domain
-        self.vcpu = SimpleNamespace(name=f"fake vcpu of {domain}")   # non-None: a guest
+        self.vcpu = SimpleNamespace(name=f"fake vcpu of {domain}", backend=None)  # a guest
         self.compat = False
         self.base = base
         self.mem = bytearray(size)

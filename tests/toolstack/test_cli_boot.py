@@ -76,7 +76,7 @@ def test_overrides_on_the_command_line(tmp_path):
 @pytest.mark.parametrize("body,needles", [
     (base(memory=0).replace("memory = 16\n", ""), ("memory=0",)),
     (base(colour='"blue"'), ("unknown configuration key", "colour")),
-    (base(vcpus=2), ("vcpus=2", "1 vCPU")),
+    (base(vcpus=200), ("vcpus=200", "maxvcpus <= 128")),
     (base().replace('type = "pvh"', 'type = "pv"'), ('type="pv"', "not supported")),
     (base().replace('type = "pvh"', 'type = "hvm"'), ('type="hvm"', "not supported")),
     (base().replace('type = "pvh"', "pvh = 1"), ('type="pvh"',)),

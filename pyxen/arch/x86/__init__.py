@@ -44,5 +44,8 @@ class X86Arch:
     def save_hvm_context(self, domain) -> bytes:
         return hvm_context.save(domain)
 
+    def record_from_vcpu_hvm_context(self, ctx):
+        return hvm_context.record_from_vcpu_hvm_context(ctx)
+
 
 ARCH = X86Arch

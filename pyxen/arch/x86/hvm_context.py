@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...abi import structs as S
-from ...abi.constants import Errno
+from ...abi.constants import VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B, Errno
 from ...hypervisor.errors import HypercallError
 from . import cpu_state as cs
 from .cpuid import TSC_KHZ
@@ -161,3 +161,85 @@ def capture_record(b: X86Vcpu) -> bytes:
         _sel, base, limit, _fl = cpu.table(off)
         vals.update({f"{name}_base": base, f"{name}_limit": limit})
     return S.HVM_HW_CPU.pack(**vals)
+
+
+# -- VCPUOP_initialise: struct vcpu_hvm_context -----------------------------------------
+CR0_PE, CR0_ET, CR0_PG = 1 << 0, 1 << 4, 1 << 31
+CR4_PAE = 1 << 5
+EFER_LME, EFER_LMA = 1 << 8, 1 << 10
+AR_PRESENT, AR_S, AR_CODE, AR_WRITABLE = 1 << 7, 1 << 4, 1 << 3, 1 << 1
+TSS_BUSY_32 = 0xB
+# What Xen loads in 64-bit mode: flat 64-bit code, flat data, a busy TSS.
+FLAT_CODE64_AR, FLAT_DATA_AR, TSS_AR = 0xA9B, 0xC93, 0x8B
+
+
+def _check_segment_32(name: str, base: int, limit: int, ar: int) -> None:
+    def bad(why: str):
+        raise HypercallError(Errno.EINVAL, f"{name}: {why}")
+
+    if name == "tr":
+        if ar & AR_S or ar & 0xF != TSS_BUSY_32 or not ar & AR_PRESENT:
+            bad("not a present busy TSS")
+        return
+    if name in ("ds", "es") and ar == 0:
+        return                                   # null selector: allowed
+    if not ar & AR_PRESENT or not ar & AR_S:
+        bad("not a present code/data segment")
+    if name == "cs" and not ar & AR_CODE:
+        bad("not a code segment")
+    if name == "ss" and (ar & AR_CODE or not ar & AR_WRITABLE):
+        bad("not a writable data segment")
+    if name in ("ds", "es") and ar & AR_CODE and not ar & AR_WRITABLE:
+        bad("execute-only code segment")
+
+
+def record_from_vcpu_hvm_context(ctx):
+    """The hvm_hw_cpu values a vcpu_hvm_context describes (raises -EINVAL as Xen)."""
+    rec = S.HVM_HW_CPU.unpack(bytes(S.HVM_HW_CPU.size))
+    if ctx.mode == VCPU_HVM_MODE_64B:
+        r = S.VCPU_HVM_X86_64.unpack(ctx.cpu_regs)
+        top = r.rip >> 47
+        if top not in (0, 0x1FFFF):
+            raise HypercallError(Errno.EINVAL, "RIP not canonical")
+        if not r.cr0 & CR0_PG or not r.cr0 & CR0_PE:
+            raise HypercallError(Errno.EINVAL, "64-bit mode needs paging")
+        if not r.cr4 & CR4_PAE:
+            raise HypercallError(Errno.EINVAL, "64-bit mode needs CR4.PAE")
+        if not r.efer & EFER_LME:
+            raise HypercallError(Errno.EINVAL, "64-bit mode needs EFER.LME")
+        gprs = {g: getattr(r, g) for g in ("rax", "rcx", "rdx", "rbx", "rsp", "rbp",
+                                           "rsi", "rdi")}
+        segs = {"cs": (0, 0xFFFF_FFFF, FLAT_CODE64_AR)}
+        for name in ("ds", "es", "ss", "fs", "gs"):
+            segs[name] = (0, 0xFFFF_FFFF, FLAT_DATA_AR)
+        tr = (0, 0x67, TSS_AR)
+        rip, rflags, cr0, cr3, cr4, efer = r.rip, r.rflags, r.cr0, r.cr3, r.cr4, r.efer
+    elif ctx.mode == VCPU_HVM_MODE_32B:
+        r = S.VCPU_HVM_X86_32.unpack(ctx.cpu_regs)
+        if r.pad1 or any(r.pad2):
+            raise HypercallError(Errno.EINVAL, "padding not zero")
+        for name in ("cs", "ds", "ss", "es", "tr"):
+            _check_segment_32(name, getattr(r, f"{name}_base"), getattr(r, f"{name}_limit"),
+                              getattr(r, f"{name}_ar"))
+        gprs = {g: getattr(r, "e" + g[1:]) for g in ("rax", "rcx", "rdx", "rbx", "rsp",
+                                                     "rbp", "rsi", "rdi")}
+        segs = {n: (getattr(r, f"{n}_base"), getattr(r, f"{n}_limit"), getattr(r, f"{n}_ar"))
+                for n in ("cs", "ds", "ss", "es")}
+        segs["fs"] = segs["gs"] = segs["ds"]
+        tr = (r.tr_base, r.tr_limit, r.tr_ar)
+        rip, rflags, cr0, cr3, cr4, efer = r.eip, r.eflags, r.cr0, r.cr3, r.cr4, r.efer
+        if efer & EFER_LME:
+            raise HypercallError(Errno.EINVAL, "32-bit mode with EFER.LME")
+    else:
+        raise HypercallError(Errno.EINVAL, f"unknown vCPU mode {ctx.mode}")
+    if cr0 & CR0_PG and not cr0 & CR0_PE:
+        raise HypercallError(Errno.EINVAL, "CR0.PG without CR0.PE")
+    if efer & EFER_LME and cr0 & CR0_PG:
+        efer |= EFER_LMA
+    values = dict(gprs, rip=rip, rflags=rflags | 2, cr0=cr0 | CR0_ET, cr3=cr3, cr4=cr4,
+                  msr_efer=efer, tr_sel=0, tr_base=tr[0], tr_limit=tr[1], tr_arbytes=tr[2],
+                  gdtr_limit=0xFFFF, idtr_limit=0xFFFF)
+    for name, (base, limit, ar) in segs.items():
+        values.update({f"{name}_sel": 0, f"{name}_base": base, f"{name}_limit": limit,
+                       f"{name}_arbytes": ar})
+    return rec._replace(**values)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from . import console_io, domctl, hvm_op, memory_op, misc, sched_op, sysctl, vcpu_op, xen_version
+from . import (
+    console_io,
+    domctl,
+    event_channel_op,
+    hvm_op,
+    memory_op,
+    misc,
+    sched_op,
+    sysctl,
+    vcpu_op,
+    xen_version,
+)
 
-_MODULES = (console_io, xen_version, sched_op, memory_op, hvm_op, vcpu_op, domctl, sysctl, misc)
+_MODULES = (console_io, xen_version, sched_op, memory_op, hvm_op, vcpu_op, domctl, sysctl, misc,
+            event_channel_op)
 
 
 def register_all(hv) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from ...abi import structs as S
 from ...abi.constants import HVM_NR_PARAMS, Errno, HvmOp, HvmParam, Hypercall
 from ..errors import HypercallError
@@ -38,6 +40,11 @@ def _set_param(caller, arg):
     if p.index in SET_ONCE and old != 0 and p.value != old:
         raise HypercallError(Errno.EEXIST)
     d.set_hvm_param(p.index, p.value)
+    if p.index == HvmParam.CALLBACK_IRQ:
+        # Events may already be pending: deliver them through the new callback.
+        for v in d.vcpus:
+            if v.online:
+                v.event_arrived()
     return 0
 
 
@@ -51,13 +58,38 @@ def _get_param(caller, arg):
     return 0
 
 
+MIN_UPCALL_VECTOR = 0x10     # vectors below are exceptions
+
+
+def _set_evtchn_upcall_vector(caller, arg):
+    op = read_struct(caller, S.XEN_HVM_EVTCHN_UPCALL_VECTOR, arg)
+    if op.vector < MIN_UPCALL_VECTOR:
+        raise HypercallError(Errno.EINVAL)
+    d = caller.domain
+    if op.vcpu >= len(d.vcpus):
+        raise HypercallError(Errno.ENOENT)
+    v = d.vcpus[op.vcpu]
+    v.upcall_vector = op.vector
+    v.event_arrived()
+    return 0
+
+
+def _get_time(caller, arg):
+    caller.copy_to_guest(arg, struct.pack("<Q", caller.domain.hv.now()))
+    return 0
+
+
 def do_hvm_op(caller, op, arg, *_):
     op &= 0xFFFF_FFFF
     if op == HvmOp.set_param:
         return _set_param(caller, arg)
     if op == HvmOp.get_param:
         return _get_param(caller, arg)
-    # Upcall vectors, altp2m and the rest arrive with their issues.
+    if op == HvmOp.set_evtchn_upcall_vector:
+        return _set_evtchn_upcall_vector(caller, arg)
+    if op == HvmOp.get_time:
+        return _get_time(caller, arg)
+    # altp2m and the rest arrive with their issues.
     raise HypercallError(Errno.ENOSYS)
 
 
