@@ -1200,6 +1200,60 @@ XEN_MEMORY_RESERVATION_COMPAT = _struct("xen_memory_reservation", 20, [
 COMPAT_LAYOUTS: list[Layout] = [XEN_MEMORY_MAP_COMPAT, XEN_PLATFORM_PARAMETERS_COMPAT,
                                 XEN_MEMORY_RESERVATION_COMPAT]
 
+# Grant tables and physmap edits: handles, xen_pfn_t and xen_ulong_t are 4 bytes.
+GNTTAB_SETUP_TABLE_COMPAT = _struct("gnttab_setup_table", 16, [
+    ("dom", 0, "H"),
+    ("nr_frames", 4, "I"),
+    ("status", 8, "h"),
+    ("frame_list", 12, "I"),
+], _GNTTAB)
+GNTTAB_TRANSFER_COMPAT = _struct("gnttab_transfer", 16, [
+    ("mfn", 0, "I"),
+    ("domid", 4, "H"),
+    ("ref", 8, "I"),
+    ("status", 12, "h"),
+], _GNTTAB)
+GNTTAB_COPY_COMPAT = _struct("gnttab_copy", 24, [
+    ("source__u", 0, "I"),
+    ("source__domid", 4, "H"),
+    ("source__offset", 6, "H"),
+    ("dest__u", 8, "I"),
+    ("dest__domid", 12, "H"),
+    ("dest__offset", 14, "H"),
+    ("len", 16, "H"),
+    ("flags", 18, "H"),
+    ("status", 20, "h"),
+], _GNTTAB)
+GNTTAB_GET_STATUS_FRAMES_COMPAT = _struct("gnttab_get_status_frames", 12, [
+    ("nr_frames", 0, "I"),
+    ("dom", 4, "H"),
+    ("status", 6, "h"),
+    ("frame_list", 8, "I"),
+], _GNTTAB)
+XEN_ADD_TO_PHYSMAP_COMPAT = _struct("xen_add_to_physmap", 16, [
+    ("domid", 0, "H"),
+    ("size", 2, "H"),
+    ("space", 4, "I"),
+    ("idx", 8, "I"),
+    ("gpfn", 12, "I"),
+], _MEMORY)
+XEN_ADD_TO_PHYSMAP_BATCH_COMPAT = _struct("xen_add_to_physmap_batch", 20, [
+    ("domid", 0, "H"),
+    ("space", 2, "H"),
+    ("size", 4, "H"),
+    ("u", 6, "H"),
+    ("idxs", 8, "I"),
+    ("gpfns", 12, "I"),
+    ("errs", 16, "I"),
+], _MEMORY)
+XEN_REMOVE_FROM_PHYSMAP_COMPAT = _struct("xen_remove_from_physmap", 8, [
+    ("domid", 0, "H"),
+    ("gpfn", 4, "I"),
+], _MEMORY)
+COMPAT_LAYOUTS += [GNTTAB_SETUP_TABLE_COMPAT, GNTTAB_TRANSFER_COMPAT, GNTTAB_COPY_COMPAT,
+                   GNTTAB_GET_STATUS_FRAMES_COMPAT, XEN_ADD_TO_PHYSMAP_COMPAT,
+                   XEN_ADD_TO_PHYSMAP_BATCH_COMPAT, XEN_REMOVE_FROM_PHYSMAP_COMPAT]
+
 
 # ---------------------------------------------------------------------------
 

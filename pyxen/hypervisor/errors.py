@@ -21,5 +21,15 @@ class GuestFault(HypercallError):
         self.address = address
 
 
+class HypercallContinuation(Exception):
+    """A long hypercall stops here and is re-issued with these arguments (Xen's
+    hypercall continuation): the caller can be preempted, take events or be
+    paused in between, and no single call holds the hypervisor for long."""
+
+    def __init__(self, *args: int):
+        super().__init__("continuation")
+        self.args = args
+
+
 class DomainCrash(Exception):
     """The current domain must be crashed (never the host)."""

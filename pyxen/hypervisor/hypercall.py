@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..abi.constants import Errno, Hypercall
-from .errors import DomainCrash, HypercallError
+from .errors import DomainCrash, HypercallContinuation, HypercallError
 from .log import Level
 
 if TYPE_CHECKING:
@@ -47,13 +47,16 @@ class Caller(Protocol):
 class VcpuCaller:
     """A guest vCPU; pointers are guest-virtual addresses in its current context."""
 
-    __slots__ = ("vcpu", "domain", "compat", "_backend")
+    __slots__ = ("vcpu", "domain", "compat", "_backend", "continuation")
 
     def __init__(self, vcpu: Vcpu, backend):
         self.vcpu = vcpu
         self.domain = vcpu.domain
         self.compat = False
         self._backend = backend
+        # Set by dispatch when the call must be re-issued with these arguments: the
+        # arch rewinds to the hypercall instruction with them in the registers.
+        self.continuation: tuple[int, ...] | None = None
 
     def copy_from_guest(self, addr: int, size: int) -> bytes:
         return self._backend.copy_from_guest(addr, size)
@@ -83,7 +86,15 @@ class HypercallTable:
         if fn is None:
             return ENOSYS
         try:
-            return fn(caller, a1, a2, a3, a4, a5, a6)
+            while True:
+                try:
+                    return fn(caller, a1, a2, a3, a4, a5, a6)
+                except HypercallContinuation as c:
+                    if caller.vcpu is not None:
+                        caller.continuation = c.args
+                        return nr
+                    # The host (privcmd) re-issues at once, as Linux's privcmd does.
+                    a1, a2, a3, a4, a5, a6 = (tuple(c.args) + (0,) * 6)[:6]
         except HypercallError as e:
             return -e.errno
         except DomainCrash as e:

@@ -97,6 +97,8 @@ _I = struct.Struct("<I")
 _i = struct.Struct("<i")
 _EPERM = (-int(Errno.EPERM)) & 0xFFFF_FFFF_FFFF_FFFF
 _HYPERCALL_INSNS = (VMCALL, VMMCALL)
+_ARG_REGS_64 = (cs.RDI, cs.RSI, cs.RDX, cs.R10, cs.R8, cs.R9)
+_ARG_REGS_32 = (cs.RBX, cs.RCX, cs.RDX, cs.RSI, cs.RDI, cs.RBP)
 _Q = struct.Struct("<Q")
 _ACCESS_OF_MEM_TYPE = (int(Access.READ), int(Access.WRITE), int(Access.FETCH))  # UC_MEM_* - 16
 _ACCESS_PERM = {int(Access.READ): 1, int(Access.WRITE): 2, int(Access.FETCH): 4}
@@ -749,6 +751,9 @@ class DomainEngine:
                 regs[cs.RAX] = self._dispatch(caller, *args) & 0xFFFF_FFFF_FFFF_FFFF
             finally:
                 gate.enter_guest()
+            if caller.continuation is not None:
+                self._continue_hypercall(caller, _ARG_REGS_64, 0xFFFF_FFFF_FFFF_FFFF)
+                return True
         else:
             m = 0xFFFF_FFFF
             caller = self.current.caller
@@ -761,8 +766,20 @@ class DomainEngine:
                 regs[cs.RAX] = self._dispatch(caller, *args) & m
             finally:
                 gate.enter_guest()
+            if caller.continuation is not None:
+                self._continue_hypercall(caller, _ARG_REGS_32, m)
+                return True
         regs[16] = rip + 3
         return True
+
+    def _continue_hypercall(self, caller, arg_regs, mask: int) -> None:
+        """Leave RIP on the hypercall instruction with the continuation's arguments
+        (RAX already holds the hypercall number): the guest re-issues it when it
+        runs next, after any pending event or preemption."""
+        args, caller.continuation = caller.continuation, None
+        regs = self.regs
+        for reg, value in zip(arg_regs, args, strict=False):
+            regs[reg] = value & mask
 
     def _locate_hypercall(self, rip: int) -> int | None:
         """Machine offset of a VMCALL/VMMCALL at `rip`, or None (then it is a real #UD)."""

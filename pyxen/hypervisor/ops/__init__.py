@@ -6,6 +6,7 @@ from . import (
     console_io,
     domctl,
     event_channel_op,
+    grant_table_op,
     hvm_op,
     memory_op,
     misc,
@@ -16,7 +17,7 @@ from . import (
 )
 
 _MODULES = (console_io, xen_version, sched_op, memory_op, hvm_op, vcpu_op, domctl, sysctl, misc,
-            event_channel_op)
+            grant_table_op, event_channel_op)
 
 
 def register_all(hv) -> None:
