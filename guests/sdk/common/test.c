@@ -144,3 +144,30 @@ void note(const char *fmt, ...)
     va_end(ap);
     printf("note: %s\n", msg);
 }
+
+bool check_rc(long got, long expected, const char *fmt, ...)
+{
+    char msg[160], detail[80];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (got == expected)
+        return check(true, "%s -> %s", msg, xen_errno_name(got));
+    snprintf(detail, sizeof(detail), ": got %s (%ld), expected %s", xen_errno_name(got), got,
+             xen_errno_name(expected));
+    return check(false, "%s%s", msg, detail);
+}
+
+bool check_gntst(int got, int expected, const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (got == expected)
+        return check(true, "%s -> %s", msg, gntst_name(got));
+    return check(false, "%s: got %s (%d), expected %s", msg, gntst_name(got), got,
+                 gntst_name(expected));
+}

@@ -120,6 +120,68 @@ _Static_assert(sizeof(struct xencons_interface) == 3088, "xencons_interface is 3
 _Static_assert(sizeof(struct xen_compile_info) == 144, "xen_compile_info is 144 bytes");
 _Static_assert(sizeof(struct xen_feature_info) == 8, "xen_feature_info is 8 bytes");
 _Static_assert(sizeof(struct xen_memory_map) == 2 * sizeof(void *), "memory_map: u32 + handle");
+/* Event channels, time, vcpu_op, grant tables, memory_op (xen-abi.md A.5, C, D). */
+#define OFF(t, m) __builtin_offsetof(struct t, m)
+_Static_assert(sizeof(struct vcpu_time_info) == 32, "vcpu_time_info is 32 bytes");
+_Static_assert(OFF(vcpu_time_info, tsc_to_system_mul) == 24, "tsc_to_system_mul @24");
+_Static_assert(OFF(vcpu_time_info, tsc_shift) == 28, "tsc_shift @28");
+_Static_assert(sizeof(struct vcpu_info) == 64, "vcpu_info is 64 bytes");
+_Static_assert(OFF(vcpu_info, evtchn_pending_sel) == sizeof(long), "pending_sel");
+_Static_assert(OFF(vcpu_info, time) == 32, "vcpu_info.time @32");
+_Static_assert(OFF(shared_info, evtchn_pending) == 2048, "evtchn_pending @2048");
+_Static_assert(sizeof(struct evtchn_alloc_unbound) == 8, "alloc_unbound is 8 bytes");
+_Static_assert(sizeof(struct evtchn_bind_interdomain) == 12, "bind_interdomain is 12 bytes");
+_Static_assert(OFF(evtchn_bind_interdomain, local_port) == 8, "local_port @8");
+_Static_assert(sizeof(struct evtchn_bind_virq) == 12, "bind_virq is 12 bytes");
+_Static_assert(sizeof(struct evtchn_bind_ipi) == 8, "bind_ipi is 8 bytes");
+_Static_assert(sizeof(struct evtchn_status) == 24, "evtchn_status is 24 bytes");
+_Static_assert(OFF(evtchn_status, u.interdomain.port) == 20, "status interdomain.port @20");
+_Static_assert(sizeof(struct evtchn_init_control) == 24, "init_control is 24 bytes");
+_Static_assert(sizeof(struct grant_entry_v1) == 8, "grant_entry_v1 is 8 bytes");
+_Static_assert(sizeof(struct gnttab_map_grant_ref) == 32, "map_grant_ref is 32 bytes");
+_Static_assert(OFF(gnttab_map_grant_ref, status) == 18, "map status @18");
+_Static_assert(OFF(gnttab_map_grant_ref, handle) == 20, "map handle @20");
+_Static_assert(sizeof(struct gnttab_unmap_grant_ref) == 24, "unmap_grant_ref is 24 bytes");
+_Static_assert(OFF(gnttab_unmap_grant_ref, status) == 20, "unmap status @20");
+_Static_assert(sizeof(struct gnttab_query_size) == 16, "query_size is 16 bytes");
+_Static_assert(sizeof(struct gnttab_get_version) == 8, "get_version is 8 bytes");
+_Static_assert(sizeof(struct vcpu_hvm_x86_32) == 120, "vcpu_hvm_x86_32 is 120 bytes");
+_Static_assert(sizeof(struct vcpu_hvm_x86_64) == 112, "vcpu_hvm_x86_64 is 112 bytes");
+_Static_assert(OFF(vcpu_hvm_context, cpu_regs) == 8, "cpu_regs @8");
+_Static_assert(sizeof(struct vcpu_hvm_context) == 128, "vcpu_hvm_context is 128 bytes");
+_Static_assert(OFF(vcpu_hvm_x86_32, efer) == 56, "x86_32.efer @56");
+_Static_assert(OFF(vcpu_hvm_x86_32, cs_ar) == 104, "x86_32.cs_ar @104");
+_Static_assert(OFF(vcpu_hvm_x86_64, rip) == 64, "x86_64.rip @64");
+_Static_assert(sizeof(struct vcpu_register_vcpu_info) == 16, "register_vcpu_info is 16 bytes");
+_Static_assert(sizeof(struct vcpu_register_runstate_memory_area) == 8, "runstate area arg");
+_Static_assert(OFF(vcpu_set_singleshot_timer, flags) == 8, "singleshot flags @8");
+#ifdef __x86_64__
+_Static_assert(sizeof(struct shared_info) == 3136, "shared_info is 3136 bytes");
+_Static_assert(OFF(shared_info, wc_version) == 3072, "wc_version @3072");
+_Static_assert(OFF(shared_info, wc_sec_hi) == 3084, "wc_sec_hi @3084");
+_Static_assert(OFF(shared_info, arch) == 3088, "arch @3088");
+_Static_assert(sizeof(struct vcpu_runstate_info) == 48, "vcpu_runstate_info is 48 bytes");
+_Static_assert(OFF(vcpu_runstate_info, time) == 16, "runstate time[] @16");
+_Static_assert(sizeof(struct sched_poll) == 24, "sched_poll is 24 bytes");
+_Static_assert(OFF(sched_poll, timeout) == 16, "poll timeout @16");
+_Static_assert(sizeof(struct vcpu_set_singleshot_timer) == 16, "singleshot is 16 bytes");
+_Static_assert(sizeof(struct gnttab_setup_table) == 24, "setup_table is 24 bytes");
+_Static_assert(sizeof(struct gnttab_copy) == 40, "gnttab_copy is 40 bytes");
+_Static_assert(OFF(gnttab_copy, dest) == 16, "copy dest @16");
+_Static_assert(OFF(gnttab_copy, len) == 32, "copy len @32");
+_Static_assert(OFF(gnttab_copy, status) == 36, "copy status @36");
+_Static_assert(sizeof(struct xen_memory_reservation) == 32, "memory_reservation is 32 bytes");
+_Static_assert(OFF(xen_memory_reservation, domid) == 24, "reservation domid @24");
+_Static_assert(sizeof(struct xen_add_to_physmap) == 24, "add_to_physmap is 24 bytes");
+_Static_assert(OFF(xen_add_to_physmap, gpfn) == 16, "add_to_physmap gpfn @16");
+_Static_assert(sizeof(struct xen_add_to_physmap_batch) == 32, "add_to_physmap_batch is 32 bytes");
+_Static_assert(sizeof(struct xen_remove_from_physmap) == 16, "remove_from_physmap is 16 bytes");
+#else
+_Static_assert(OFF(shared_info, evtchn_mask) == 2048 + 128, "32-bit evtchn_mask");
+_Static_assert(sizeof(struct vcpu_set_singleshot_timer) == 12, "32-bit singleshot is 12 bytes");
+_Static_assert(sizeof(struct gnttab_copy) == 24, "32-bit gnttab_copy is 24 bytes");
+#endif
+#undef OFF
 #ifdef __x86_64__
 _Static_assert(sizeof(struct tss64) == 104, "64-bit TSS is 104 bytes");
 _Static_assert(__builtin_offsetof(struct tss64, ist[1]) == 36, "IST1 @36");

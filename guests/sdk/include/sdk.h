@@ -130,6 +130,10 @@ bool check(bool cond, const char *fmt, ...) __printf(2, 3);
 /* Like check() but also prints got/expected on failure. */
 bool check_eq(unsigned long long got, unsigned long long expected,
               const char *fmt, ...) __printf(3, 4);
+/* check() for a hypercall result: "ok: <msg> -> -EINVAL", or FAIL with both
+ * errno names.  check_gntst() does the same for GNTST_* statuses. */
+bool check_rc(long got, long expected, const char *fmt, ...) __printf(3, 4);
+bool check_gntst(int got, int expected, const char *fmt, ...) __printf(3, 4);
 /* Prints "skip: <msg>" for one part that cannot run here. */
 void skip_part(const char *fmt, ...) __printf(1, 2);
 /* Prints "note: <msg>" (information only). */
@@ -153,5 +157,11 @@ void arch_bare_metal_setup(void);   /* called when no Xen: masks the legacy PIC 
 #else
 #include "arch32.h"
 #endif
+
+#include "atomic.h"
+#include "smp.h"
+#include "events.h"
+#include "xtime.h"
+#include "grant.h"
 
 #endif

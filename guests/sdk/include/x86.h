@@ -78,6 +78,10 @@
 #define MSR_LSTAR   0xc0000082u
 #define MSR_CSTAR   0xc0000083u
 #define MSR_FMASK   0xc0000084u
+#define MSR_FS_BASE 0xc0000100u
+#define MSR_GS_BASE 0xc0000101u
+#define MSR_KERNEL_GS_BASE 0xc0000102u
+#define MSR_TSC_AUX 0xc0000103u
 #define EFER_SCE    (1u << 0)
 #define EFER_LME    (1u << 8)
 #define EFER_LMA    (1u << 10)

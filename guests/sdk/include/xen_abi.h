@@ -225,6 +225,448 @@ struct evtchn_send {
 #define GNTTABOP_query_size        6
 #define GNTTABOP_unmap_and_replace 7
 
+/* ---- memory_op: reservations and the physmap ---- */
+#define XENMEM_exchange              11
+#define XENMEM_machphys_mapping      12
+#define XENMEM_set_memory_map        13
+#define XENMEM_add_to_physmap_batch  23
+#define XENMEM_claim_pages           24
+#define MEMOP_CMD_MASK               0x3f
+#define MEMOP_EXTENT_SHIFT           6
+
+/* Special domain ids. */
+#define DOMID_FIRST_RESERVED  ((domid_t)0x7FF0)
+#define DOMID_IO              ((domid_t)0x7FF1)
+#define DOMID_XEN             ((domid_t)0x7FF2)
+#define DOMID_COW             ((domid_t)0x7FF3)
+#define DOMID_INVALID         ((domid_t)0x7FF4)
+#define DOMID_IDLE            ((domid_t)0x7FFF)
+
+/* xen_pfn_t and xen_ulong_t are unsigned long on x86 (both ABIs). */
+typedef unsigned long xen_pfn_t;
+typedef unsigned long xen_ulong_t;
+
+struct xen_memory_reservation {
+    xen_pfn_t *extent_start;     /* IN/OUT: array of gfns */
+    xen_ulong_t nr_extents;
+    uint32_t extent_order;
+    uint32_t mem_flags;          /* address bits, node, populate-on-demand */
+    domid_t domid;
+};
+
+#define XENMAPSPACE_shared_info   0
+#define XENMAPSPACE_grant_table   1
+#define XENMAPSPACE_gmfn          2
+#define XENMAPSPACE_gmfn_range    3
+#define XENMAPSPACE_gmfn_foreign  4
+#define XENMAPSPACE_dev_mmio      5
+#define XENMAPIDX_grant_table_status 0x80000000u
+
+struct xen_add_to_physmap {
+    domid_t domid;
+    uint16_t size;               /* gmfn_range only */
+    uint32_t space;
+    xen_ulong_t idx;
+    xen_pfn_t gpfn;
+};
+
+struct xen_add_to_physmap_batch {
+    domid_t domid;
+    uint16_t space;
+    uint16_t size;
+    domid_t foreign_domid;       /* union with res0 */
+    xen_ulong_t *idxs;
+    xen_pfn_t *gpfns;
+    int *errs;                   /* OUT */
+};
+
+struct xen_remove_from_physmap {
+    domid_t domid;
+    xen_pfn_t gpfn;
+};
+
+struct xen_memory_exchange {
+    struct xen_memory_reservation in;
+    struct xen_memory_reservation out;
+    xen_ulong_t nr_exchanged;    /* OUT */
+};
+
+/* ---- hvm_op: event delivery ---- */
+#define HVMOP_set_evtchn_upcall_vector  23
+#define HVM_PARAM_CALLBACK_TYPE_GSI     0
+#define HVM_PARAM_CALLBACK_TYPE_PCI_INTX 1
+#define HVM_PARAM_CALLBACK_TYPE_VECTOR  2
+#define HVM_PARAM_CALLBACK_TYPE_SHIFT   56
+
+struct xen_hvm_evtchn_upcall_vector {
+    uint32_t vcpu;
+    uint8_t vector;
+};
+
+/* ---- shared_info, vcpu_info and time (one 4 KiB page) ---- */
+#define XEN_LEGACY_MAX_VCPUS  32
+#define XEN_PVCLOCK_TSC_STABLE_BIT  (1u << 0)
+#define XEN_PVCLOCK_GUEST_STOPPED   (1u << 1)
+
+struct vcpu_time_info {
+    uint32_t version;            /* odd while the hypervisor updates the fields */
+    uint32_t pad0;
+    uint64_t tsc_timestamp;      /* TSC at the moment system_time was taken */
+    uint64_t system_time;        /* ns since boot */
+    uint32_t tsc_to_system_mul;  /* 32.32 fixed point: ns = (tsc << shift) * mul >> 32 */
+    int8_t tsc_shift;
+    uint8_t flags;
+    uint8_t pad1[2];
+};
+
+struct arch_vcpu_info {
+    unsigned long cr2;
+#ifdef __x86_64__
+    unsigned long pad;
+#else
+    unsigned long pad[5];
+#endif
+};
+
+struct vcpu_info {
+    uint8_t evtchn_upcall_pending;
+    uint8_t evtchn_upcall_mask;
+    unsigned long evtchn_pending_sel;   /* one bit per word of evtchn_pending */
+    struct arch_vcpu_info arch;
+    struct vcpu_time_info time;
+};
+
+#define EVTCHN_WORD_BITS   (sizeof(unsigned long) * 8)
+#define EVTCHN_2L_NR_PORTS (EVTCHN_WORD_BITS * EVTCHN_WORD_BITS)  /* 4096 / 1024 */
+
+struct arch_shared_info {
+    unsigned long max_pfn;
+    xen_pfn_t pfn_to_mfn_frame_list_list;
+    unsigned long nmi_reason;
+    unsigned long p2m_cr3;
+    unsigned long p2m_vaddr;
+    unsigned long p2m_generation;
+#ifndef __x86_64__
+    uint32_t wc_sec_hi;          /* 32-bit ABI: the high word lives here */
+#endif
+};
+
+struct shared_info {
+    struct vcpu_info vcpu_info[XEN_LEGACY_MAX_VCPUS];
+    unsigned long evtchn_pending[EVTCHN_WORD_BITS];
+    unsigned long evtchn_mask[EVTCHN_WORD_BITS];
+    uint32_t wc_version;         /* same odd/even protocol as vcpu_time_info */
+    uint32_t wc_sec;             /* wall clock at system time 0 */
+    uint32_t wc_nsec;
+#ifdef __x86_64__
+    uint32_t wc_sec_hi;
+#endif
+    struct arch_shared_info arch;
+};
+
+/* ---- event channels ---- */
+typedef uint32_t evtchn_port_t;
+
+#define EVTCHNOP_bind_pirq     2
+#define EVTCHNOP_bind_ipi      7
+#define EVTCHNOP_bind_vcpu     8
+#define EVTCHNOP_set_priority 13
+#define __HYPERVISOR_event_channel_op_compat 16
+
+struct evtchn_alloc_unbound {
+    domid_t dom, remote_dom;     /* IN */
+    evtchn_port_t port;          /* OUT */
+};
+
+struct evtchn_bind_interdomain {
+    domid_t remote_dom;          /* IN */
+    evtchn_port_t remote_port;   /* IN */
+    evtchn_port_t local_port;    /* OUT */
+};
+
+struct evtchn_bind_virq {
+    uint32_t virq;               /* IN */
+    uint32_t vcpu;               /* IN */
+    evtchn_port_t port;          /* OUT */
+};
+
+struct evtchn_bind_pirq {
+    uint32_t pirq;
+    uint32_t flags;
+    evtchn_port_t port;
+};
+
+struct evtchn_bind_ipi {
+    uint32_t vcpu;               /* IN */
+    evtchn_port_t port;          /* OUT */
+};
+
+struct evtchn_close {
+    evtchn_port_t port;
+};
+
+#define EVTCHNSTAT_closed       0
+#define EVTCHNSTAT_unbound      1
+#define EVTCHNSTAT_interdomain  2
+#define EVTCHNSTAT_pirq         3
+#define EVTCHNSTAT_virq         4
+#define EVTCHNSTAT_ipi          5
+
+struct evtchn_status {
+    domid_t dom;                 /* IN */
+    evtchn_port_t port;          /* IN */
+    uint32_t status;             /* OUT: EVTCHNSTAT_* */
+    uint32_t vcpu;               /* OUT: notified vCPU */
+    union {
+        struct { domid_t dom; } unbound;
+        struct { domid_t dom; evtchn_port_t port; } interdomain;
+        uint32_t pirq;
+        uint32_t virq;
+    } u;
+};
+
+struct evtchn_bind_vcpu {
+    evtchn_port_t port;
+    uint32_t vcpu;
+};
+
+struct evtchn_unmask {
+    evtchn_port_t port;
+};
+
+struct evtchn_reset {
+    domid_t dom;
+};
+
+/* FIFO ABI (only its set-up call is used, to see whether FIFO exists). */
+struct evtchn_init_control {
+    uint64_t control_gfn;        /* IN */
+    uint32_t offset;             /* IN */
+    uint32_t vcpu;               /* IN */
+    uint8_t link_bits;           /* OUT */
+    uint8_t _pad[7];
+};
+
+struct evtchn_expand_array {
+    uint64_t array_gfn;
+};
+
+struct evtchn_set_priority {
+    evtchn_port_t port;
+    uint32_t priority;
+};
+
+/* VIRQs. Per-vCPU: TIMER, DEBUG, XENOPROF, XENPMU; the others are global (vCPU 0). */
+#define VIRQ_TIMER       0
+#define VIRQ_DEBUG       1
+#define VIRQ_CONSOLE     2
+#define VIRQ_DOM_EXC     3
+#define VIRQ_TBUF        4
+#define VIRQ_DEBUGGER    6
+#define VIRQ_XENOPROF    7
+#define VIRQ_CON_RING    8
+#define VIRQ_PCPU_STATE  9
+#define VIRQ_MEM_EVENT  10
+#define VIRQ_ENOMEM     12
+#define VIRQ_XENPMU     13
+#define VIRQ_ARCH_0     16
+#define NR_VIRQS        24
+
+/* ---- sched_op: poll ---- */
+struct sched_poll {
+    evtchn_port_t *ports;
+    uint32_t nr_ports;
+    uint64_t timeout;            /* absolute system time (ns), 0 = none */
+};
+#define SCHEDOP_POLL_MAX_PORTS 128
+
+/* ---- vcpu_op ---- */
+#define VCPU_SSHOTTMR_future  (1u << 0)
+
+struct vcpu_set_singleshot_timer {
+    uint64_t timeout_abs_ns;
+    uint32_t flags;
+};
+
+struct vcpu_set_periodic_timer {
+    uint64_t period_ns;
+};
+
+struct vcpu_register_vcpu_info {
+    uint64_t mfn;                /* gfn for HVM/PVH */
+    uint32_t offset;             /* offset + 64 <= 4096 */
+    uint32_t rsvd;
+};
+
+#define RUNSTATE_running   0
+#define RUNSTATE_runnable  1
+#define RUNSTATE_blocked   2
+#define RUNSTATE_offline   3
+#define XEN_RUNSTATE_UPDATE (1ULL << 63)
+
+struct vcpu_runstate_info {
+    int state;
+    uint64_t state_entry_time;
+    uint64_t time[4];            /* ns spent in each RUNSTATE_* */
+};
+
+struct vcpu_register_runstate_memory_area {
+    union {
+        struct vcpu_runstate_info *v;
+        uint64_t p;
+    } addr;                      /* guest virtual address */
+};
+
+/* Secondary vCPU start (VCPUOP_initialise for HVM/PVH). */
+#define VCPU_HVM_MODE_32B  0
+#define VCPU_HVM_MODE_64B  1
+
+struct vcpu_hvm_x86_32 {
+    uint32_t eax, ecx, edx, ebx, esp, ebp, esi, edi;
+    uint32_t eip, eflags;
+    uint32_t cr0, cr3, cr4;
+    uint32_t pad1;
+    uint64_t efer;
+    uint32_t cs_base, ds_base, ss_base, es_base, tr_base;
+    uint32_t cs_limit, ds_limit, ss_limit, es_limit, tr_limit;
+    /* Attributes: type 3:0, S 4, DPL 6:5, P 7, AVL 8, L 9, D/B 10, G 11. */
+    uint16_t cs_ar, ds_ar, ss_ar, es_ar, tr_ar;
+    uint16_t pad2[3];
+};
+
+/* 64-bit mode: the hidden segment state is set up flat by the hypervisor. */
+struct vcpu_hvm_x86_64 {
+    uint64_t rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi;
+    uint64_t rip, rflags;
+    uint64_t cr0, cr3, cr4, efer;
+};
+
+struct vcpu_hvm_context {
+    uint32_t mode;               /* VCPU_HVM_MODE_* */
+    uint32_t pad;
+    union {
+        struct vcpu_hvm_x86_32 x86_32;
+        struct vcpu_hvm_x86_64 x86_64;
+    } cpu_regs;
+};
+
+/* ---- grant tables (v1) ---- */
+typedef uint32_t grant_ref_t;
+typedef uint32_t grant_handle_t;
+
+#define GNTTABOP_dump_table        3
+#define GNTTABOP_set_version       8
+#define GNTTABOP_get_status_frames 9
+#define GNTTABOP_get_version      10
+#define GNTTABOP_swap_grant_ref   11
+#define GNTTABOP_cache_flush      12
+
+struct grant_entry_v1 {
+    uint16_t flags;              /* written last when granting */
+    domid_t domid;               /* who may use it */
+    uint32_t frame;              /* our gfn */
+};
+#define GNTTAB_V1_PER_FRAME      (4096 / sizeof(struct grant_entry_v1))
+#define GNTTAB_NR_RESERVED       8      /* refs 0..7 belong to the toolstack */
+
+#define GTF_invalid          0
+#define GTF_permit_access    1
+#define GTF_accept_transfer  2
+#define GTF_type_mask        3
+#define GTF_readonly         (1u << 2)
+#define GTF_reading          (1u << 3)
+#define GTF_writing          (1u << 4)
+#define GTF_PWT              (1u << 5)
+#define GTF_PCD              (1u << 6)
+#define GTF_PAT              (1u << 7)
+#define GTF_sub_page         (1u << 8)
+
+#define GNTMAP_device_map       (1u << 0)
+#define GNTMAP_host_map         (1u << 1)
+#define GNTMAP_readonly         (1u << 2)
+#define GNTMAP_application_map  (1u << 3)
+#define GNTMAP_contains_pte     (1u << 4)
+#define GNTMAP_can_fail         (1u << 5)
+
+#define GNTST_okay               0
+#define GNTST_general_error     (-1)
+#define GNTST_bad_domain        (-2)
+#define GNTST_bad_gntref        (-3)
+#define GNTST_bad_handle        (-4)
+#define GNTST_bad_virt_addr     (-5)
+#define GNTST_bad_dev_addr      (-6)
+#define GNTST_no_device_space   (-7)
+#define GNTST_permission_denied (-8)
+#define GNTST_bad_page          (-9)
+#define GNTST_bad_copy_arg      (-10)
+#define GNTST_address_too_big   (-11)
+#define GNTST_eagain            (-12)
+
+struct gnttab_map_grant_ref {
+    uint64_t host_addr;          /* HVM/PVH: guest-physical address */
+    uint32_t flags;              /* GNTMAP_* */
+    grant_ref_t ref;
+    domid_t dom;
+    int16_t status;              /* OUT: GNTST_* */
+    grant_handle_t handle;       /* OUT */
+    uint64_t dev_bus_addr;       /* OUT */
+};
+
+struct gnttab_unmap_grant_ref {
+    uint64_t host_addr;
+    uint64_t dev_bus_addr;
+    grant_handle_t handle;
+    int16_t status;              /* OUT */
+};
+
+struct gnttab_setup_table {
+    domid_t dom;
+    uint32_t nr_frames;
+    int16_t status;              /* OUT */
+    xen_pfn_t *frame_list;       /* OUT */
+};
+
+#define GNTCOPY_source_gref  (1u << 0)
+#define GNTCOPY_dest_gref    (1u << 1)
+
+struct gnttab_copy_ptr {
+    union {
+        grant_ref_t ref;
+        xen_pfn_t gmfn;
+    } u;
+    domid_t domid;
+    uint16_t offset;
+};
+
+struct gnttab_copy {
+    struct gnttab_copy_ptr source, dest;
+    uint16_t len;
+    uint16_t flags;              /* GNTCOPY_* */
+    int16_t status;              /* OUT */
+};
+
+struct gnttab_query_size {
+    domid_t dom;
+    uint32_t nr_frames;          /* OUT */
+    uint32_t max_nr_frames;      /* OUT */
+    int16_t status;              /* OUT */
+};
+
+struct gnttab_set_version {
+    uint32_t version;
+};
+
+struct gnttab_get_version {
+    domid_t dom;
+    uint16_t pad;
+    uint32_t version;            /* OUT */
+};
+
+struct gnttab_swap_grant_ref {
+    grant_ref_t ref_a, ref_b;
+    int16_t status;
+};
+
 /* PV console ring (one page, published through HVM_PARAM_CONSOLE_PFN). */
 struct xencons_interface {
     char in[1024];

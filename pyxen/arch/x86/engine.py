@@ -50,12 +50,14 @@ from ...abi.constants import Errno, HvmParam
 from ...hypervisor.errors import GuestFault
 from ...hypervisor.guest_memory import UnbackedGPA
 from ...hypervisor.log import Level
+from ...hypervisor.p2m import P2MType
 from .. import unicorn_raw as raw
 from ..backend import ExitReason
 from . import cpu_state as cs
 from . import hvm_context
 from .cpuid import CPU_MODEL, MAXPHYADDR, XEN_CPUID_BASE, XEN_HYPERCALL_MSR
 from .exceptions import (
+    GP,
     PF,
     UD,
     ExceptionDelivery,
@@ -101,6 +103,7 @@ _ARG_REGS_64 = (cs.RDI, cs.RSI, cs.RDX, cs.R10, cs.R8, cs.R9)
 _ARG_REGS_32 = (cs.RBX, cs.RCX, cs.RDX, cs.RSI, cs.RDI, cs.RBP)
 _Q = struct.Struct("<Q")
 _ACCESS_OF_MEM_TYPE = (int(Access.READ), int(Access.WRITE), int(Access.FETCH))  # UC_MEM_* - 16
+_WRITE = int(Access.WRITE)
 _ACCESS_PERM = {int(Access.READ): 1, int(Access.WRITE): 2, int(Access.FETCH): 4}
 _FLAGS = struct.Struct("<Q32xI")      # EFLAGS (non-arithmetic part) ... HFLAGS
 
@@ -213,6 +216,7 @@ class DomainEngine:
         self._run_lock = threading.Lock()
         self._slice_start = 0.0
         self._fill_fault: tuple[int, int, int] | None = None
+        self._ro_grant_write = False
         self._replaying = False
         self._replay_pf: tuple[int, int] | None = None
         self._replay_other: int | None = None
@@ -334,6 +338,7 @@ class DomainEngine:
             gate.enter_guest()
             try:
                 self._fill_fault = None
+                self._ro_grant_write = False
                 if v.upcall_vector_due():
                     self._inject_upcall(v)
                 # The engine keeps the last contributory exception to build #DF, and
@@ -365,6 +370,10 @@ class DomainEngine:
                 self._resolve_fill_fault()
                 if self._crash is not None:
                     return self._stop_reason()
+                continue
+            if self._ro_grant_write:
+                self._ro_grant_write = False
+                self._deliver(GP, 0)
                 continue
             self.crash_reason = (f"engine stopped: {raw.uc_strerror(err).decode()} "
                                  f"at rip {self.regs[16]:#x}")
@@ -678,6 +687,10 @@ class DomainEngine:
         if e is not None:
             perms &= e.rights
             if not perms & _perm_of[access]:
+                if e.type == P2MType.GRANT_MAP_RO and access == _WRITE:
+                    # Xen injects #GP(0) for a write through a read-only grant mapping.
+                    self._ro_grant_write = True
+                    return False
                 self._fatal(f"p2m refuses {Access(access).name.lower()} of gfn "
                             f"{gpa >> 12:#x} ({e.type.name})")
                 return False
