@@ -1254,6 +1254,24 @@ COMPAT_LAYOUTS += [GNTTAB_SETUP_TABLE_COMPAT, GNTTAB_TRANSFER_COMPAT, GNTTAB_COP
                    GNTTAB_GET_STATUS_FRAMES_COMPAT, XEN_ADD_TO_PHYSMAP_COMPAT,
                    XEN_ADD_TO_PHYSMAP_BATCH_COMPAT, XEN_REMOVE_FROM_PHYSMAP_COMPAT]
 
+# sched_op and vcpu_op: a 4-byte handle, and uint64_t aligned to 4 bytes.
+SCHED_POLL_COMPAT = _struct("sched_poll", 16, [
+    ("ports", 0, "I"),
+    ("nr_ports", 4, "I"),
+    ("timeout", 8, "Q"),
+], _SCHED)
+VCPU_RUNSTATE_INFO_COMPAT = _struct("vcpu_runstate_info", 44, [
+    ("state", 0, "i"),
+    ("state_entry_time", 4, "Q"),
+    ("time", 12, "32s"),
+], _VCPU)
+VCPU_SET_SINGLESHOT_TIMER_COMPAT = _struct("vcpu_set_singleshot_timer", 12, [
+    ("timeout_abs_ns", 0, "Q"),
+    ("flags", 8, "I"),
+], _VCPU)
+COMPAT_LAYOUTS += [SCHED_POLL_COMPAT, VCPU_RUNSTATE_INFO_COMPAT,
+                   VCPU_SET_SINGLESHOT_TIMER_COMPAT]
+
 
 # ---------------------------------------------------------------------------
 

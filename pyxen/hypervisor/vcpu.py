@@ -45,6 +45,7 @@ class Vcpu:
         self.upcall_vector = 0                       # HVMOP_set_evtchn_upcall_vector
         self.vcpu_info_ref: tuple[int, int] | None = None   # (gfn, offset) if registered
         self.runstate_area: int | None = None        # guest-virtual address
+        self.runstate_area_compat = False            # registered by 32-bit code
         self.time_area: int | None = None            # a second vcpu_time_info (GVA)
         self.poll_port: int | None = None            # SCHEDOP_poll: 0 = any port
         timers = domain.hv.timers
@@ -167,8 +168,10 @@ class Vcpu:
 
     def write_runstate_area(self) -> None:
         state, entry, times = self.runstate_snapshot()
-        data = S.VCPU_RUNSTATE_INFO.pack(state=int(state), state_entry_time=entry,
-                                         time=struct.pack("<4Q", *times))
+        layout = S.VCPU_RUNSTATE_INFO_COMPAT if self.runstate_area_compat else \
+            S.VCPU_RUNSTATE_INFO
+        data = layout.pack(state=int(state), state_entry_time=entry,
+                           time=struct.pack("<4Q", *times))
         try:
             self.backend.copy_to_guest(self.runstate_area, data)
         except GuestFault:

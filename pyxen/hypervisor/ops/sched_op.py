@@ -14,7 +14,6 @@ from .common import read_struct
 MAX_POLL_PORTS = 128
 HUGE_TIMEOUT_NS = 1 << 50              # ~13 days: treated as a wrapped guest clock
 WRAPPED_TIMEOUT_DELAY_NS = 100_000_000
-_SCHED_POLL_COMPAT = struct.Struct("<IIQ")   # ports handle (4 bytes), nr_ports, timeout
 
 
 def _upcall_mask_clear(d, v) -> None:
@@ -34,12 +33,8 @@ def _block(caller):
 
 def _poll(caller, arg):
     v, d = caller.vcpu, caller.domain
-    if caller.compat:
-        raw = caller.copy_from_guest(arg, _SCHED_POLL_COMPAT.size)
-        ports_addr, nr_ports, timeout = _SCHED_POLL_COMPAT.unpack(raw)
-    else:
-        p = read_struct(caller, S.SCHED_POLL, arg)
-        ports_addr, nr_ports, timeout = p.ports, p.nr_ports, p.timeout
+    p = read_struct(caller, S.SCHED_POLL_COMPAT if caller.compat else S.SCHED_POLL, arg)
+    ports_addr, nr_ports, timeout = p.ports, p.nr_ports, p.timeout
     if nr_ports > MAX_POLL_PORTS:
         raise HypercallError(Errno.EINVAL, "too many ports")
     if v is None:

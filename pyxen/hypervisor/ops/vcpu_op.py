@@ -23,6 +23,14 @@ MIN_PERIOD_NS = 1_000_000              # Xen refuses periodic timers under 1 ms
 STIME_DELTA_MAX = (1 << 62) - 1
 
 
+def runstate_info(v, compat: bool) -> bytes:
+    """struct vcpu_runstate_info for `v`, in the caller's ABI."""
+    state, entry, times = v.runstate_snapshot()
+    layout = S.VCPU_RUNSTATE_INFO_COMPAT if compat else S.VCPU_RUNSTATE_INFO
+    return layout.pack(state=int(state), state_entry_time=entry,
+                       time=struct.pack("<4Q", *times))
+
+
 def _initialise(caller, v, arg):
     d = caller.domain
     if d.vcpu_info_address(v.vcpu_id) is None:
@@ -90,10 +98,9 @@ def _register_runstate_area(caller, v, arg):
     va = struct.unpack("<I" if caller.compat else "<Q",
                        caller.copy_from_guest(arg, 4 if caller.compat else 8))[0]
     v.runstate_area = va or None
+    v.runstate_area_compat = caller.compat
     if va:
-        state, entry, times = v.runstate_snapshot()
-        data = S.VCPU_RUNSTATE_INFO.pack(state=int(state), state_entry_time=entry,
-                                         time=struct.pack("<4Q", *times))
+        data = runstate_info(v, caller.compat)
         try:
             caller.copy_to_guest(va, data)     # through the caller's page tables, as Xen
         except Exception:  # noqa: BLE001 - GuestFault: Xen ignores the failed copy too
@@ -111,7 +118,8 @@ def _register_time_area(caller, v, arg):
 def _set_singleshot(caller, v, arg):
     if v is not caller.vcpu:
         raise HypercallError(Errno.EINVAL, "only for the calling vCPU")
-    t = read_struct(caller, S.VCPU_SET_SINGLESHOT_TIMER, arg)
+    t = read_struct(caller, S.VCPU_SET_SINGLESHOT_TIMER_COMPAT if caller.compat
+                    else S.VCPU_SET_SINGLESHOT_TIMER, arg)
     if t.flags & VCPU_SSHOTTMR_future and t.timeout_abs_ns < caller.domain.hv.now():
         raise HypercallError(Errno.ETIME)
     v.singleshot_timer.set(t.timeout_abs_ns)
@@ -139,9 +147,7 @@ def do_vcpu_op(caller, cmd, vcpuid, arg, *_):
     if cmd == VcpuOp.is_up:
         return 1 if v.online else 0
     if cmd == VcpuOp.get_runstate_info:
-        state, entry, times = v.runstate_snapshot()
-        caller.copy_to_guest(arg, S.VCPU_RUNSTATE_INFO.pack(
-            state=int(state), state_entry_time=entry, time=struct.pack("<4Q", *times)))
+        caller.copy_to_guest(arg, runstate_info(v, caller.compat))
         return 0
     if cmd == VcpuOp.initialise:
         return _initialise(caller, v, arg)
