@@ -1269,8 +1269,25 @@ VCPU_SET_SINGLESHOT_TIMER_COMPAT = _struct("vcpu_set_singleshot_timer", 12, [
     ("timeout_abs_ns", 0, "Q"),
     ("flags", 8, "I"),
 ], _VCPU)
+# shared_info of a 32-bit guest: xen_ulong_t is 4 bytes (1024 2-level ports).
+VCPU_INFO_COMPAT = _struct("vcpu_info", 64, [
+    ("evtchn_upcall_pending", 0, "B"),
+    ("evtchn_upcall_mask", 1, "B"),
+    ("evtchn_pending_sel", 4, "I"),
+    ("arch", 8, "24s"),
+    ("time", 32, "32s"),
+], _XEN)
+SHARED_INFO_COMPAT = _struct("shared_info", 2344, [
+    ("vcpu_info", 0, "2048s"),
+    ("evtchn_pending", 2048, "128s"),
+    ("evtchn_mask", 2176, "128s"),
+    ("wc_version", 2304, "I"),
+    ("wc_sec", 2308, "I"),
+    ("wc_nsec", 2312, "I"),
+    ("arch", 2316, "28s"),
+], _XEN)
 COMPAT_LAYOUTS += [SCHED_POLL_COMPAT, VCPU_RUNSTATE_INFO_COMPAT,
-                   VCPU_SET_SINGLESHOT_TIMER_COMPAT]
+                   VCPU_SET_SINGLESHOT_TIMER_COMPAT, VCPU_INFO_COMPAT, SHARED_INFO_COMPAT]
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..abi.constants import (
 )
 from . import pvclock
 from .errors import HypercallError
-from .event_channel import VCPU_INFO_SIZE, EventChannels
+from .event_channel import COMPAT_ABI, NATIVE_ABI, VCPU_INFO_SIZE, EventChannels
 from .grant_table import GrantTable
 from .guest_gate import GuestCodeGate
 from .guest_memory import DomainPhysMemory
@@ -79,8 +79,9 @@ class Domain:
         self.shared_info_gfn: int | None = None
         self.tsc_epoch_ns = self.created_ns       # guest TSC counts from creation
         self.tsc_khz = hv.arch.cpu_khz
+        self.shinfo_abi = NATIVE_ABI               # 32-bit guests latch COMPAT_ABI
         pvclock.write_wallclock(hv.machine.frame(self.shared_info_mfn),
-                                hv.wallclock_at_boot)
+                                hv.wallclock_at_boot, NATIVE_ABI.wc_offset)
         self.evtchn = EventChannels(self)
         self.grant_table = GrantTable(self)
         self.host_upcall = None                   # Dom0: the host's event handler
@@ -98,6 +99,15 @@ class Domain:
         domains' at once.
         """
         return self.guest_gate.update()
+
+    def latch_shared_info_abi(self, compat: bool) -> None:
+        """Fix shared_info's layout from the guest's mode, as Xen does when the guest
+        sets up its event callback (32-bit guests get 32-bit event words)."""
+        abi = COMPAT_ABI if compat else NATIVE_ABI
+        if abi is not self.shinfo_abi:
+            self.shinfo_abi = abi
+            pvclock.write_wallclock(self.hv.machine.frame(self.shared_info_mfn),
+                                    self.hv.wallclock_at_boot, abi.wc_offset)
 
     # -- time ----------------------------------------------------------------------
     def guest_tsc(self, now: int | None = None) -> int:

@@ -26,6 +26,7 @@ import struct
 import threading
 from typing import TYPE_CHECKING
 
+from ..abi import structs as S
 from ..abi.constants import (
     DOMID_SELF,
     EVTCHN_2L_NR_CHANNELS,
@@ -40,16 +41,32 @@ if TYPE_CHECKING:
     from .domain import Domain
     from .vcpu import Vcpu
 
-PENDING_OFFSET = 2048          # shared_info.evtchn_pending
-MASK_OFFSET = 2560             # shared_info.evtchn_mask
 VCPU_INFO_SIZE = 64
 UPCALL_PENDING = 0             # vcpu_info.evtchn_upcall_pending (u8)
 UPCALL_MASK = 1                # vcpu_info.evtchn_upcall_mask (u8)
-PENDING_SEL = 8                # vcpu_info.evtchn_pending_sel (u64)
 BUCKET = 64                    # ports become valid in buckets, as Xen allocates them
-WORD_BITS = 64
 
-_Q = struct.Struct("<Q")
+
+class SharedInfoAbi:
+    """Where the 2-level words are: xen_ulong_t is 8 bytes for 64-bit guests and 4
+    for 32-bit ones, which moves evtchn_mask, the selector and the port count."""
+
+    def __init__(self, shared_info, vcpu_info):
+        word_bytes = vcpu_info.sizeof("evtchn_pending_sel")
+        self.word = struct.Struct("<Q" if word_bytes == 8 else "<I")
+        self.word_bytes = word_bytes
+        self.word_bits = word_bytes * 8
+        self.nr_ports = self.word_bits * self.word_bits
+        self.pending_offset = shared_info.offsetof("evtchn_pending")
+        self.mask_offset = shared_info.offsetof("evtchn_mask")
+        self.sel_offset = vcpu_info.offsetof("evtchn_pending_sel")
+        self.wc_offset = shared_info.offsetof("wc_version")
+        self.all_ones = (1 << self.word_bits) - 1
+
+
+NATIVE_ABI = SharedInfoAbi(S.SHARED_INFO, S.VCPU_INFO)
+COMPAT_ABI = SharedInfoAbi(S.SHARED_INFO_COMPAT, S.VCPU_INFO_COMPAT)
+assert NATIVE_ABI.nr_ports == EVTCHN_2L_NR_CHANNELS
 
 
 class Channel:
@@ -80,10 +97,10 @@ class EventChannels:
 
     def port_limit(self) -> int:
         """One past the highest port this domain may allocate."""
-        return min(EVTCHN_2L_NR_CHANNELS, self.domain.max_evtchn_port + 1)
+        return min(self.domain.shinfo_abi.nr_ports, self.domain.max_evtchn_port + 1)
 
     def port_is_valid(self, port: int) -> bool:
-        return 0 <= port < min(self.valid_ports, EVTCHN_2L_NR_CHANNELS)
+        return 0 <= port < min(self.valid_ports, self.domain.shinfo_abi.nr_ports)
 
     def _allocate(self) -> int:
         """Lowest free port (caller holds self.lock); -ENOSPC when none is left."""
@@ -290,16 +307,19 @@ class EventChannels:
         if where is None:
             return
         mem, base = where
-        word_off = base + (port // WORD_BITS) * 8
-        bit = 1 << (port % WORD_BITS)
-        notify = None
+        abi = d.shinfo_abi
+        w = abi.word
+        word = port // abi.word_bits
+        off = base + word * abi.word_bytes
+        bit = 1 << (port % abi.word_bits)
+        notify = False
         with d.atomic_update():
-            pending = _Q.unpack_from(mem, word_off + PENDING_OFFSET)[0]
+            pending = w.unpack_from(mem, off + abi.pending_offset)[0]
             if pending & bit:
                 return
-            _Q.pack_into(mem, word_off + PENDING_OFFSET, pending | bit)
-            if not _Q.unpack_from(mem, word_off + MASK_OFFSET)[0] & bit:
-                notify = self._select_word(vcpu_id, port // WORD_BITS)
+            w.pack_into(mem, off + abi.pending_offset, pending | bit)
+            if not w.unpack_from(mem, off + abi.mask_offset)[0] & bit:
+                notify = self._select_word(vcpu_id, word)
         if notify:
             d.upcall_raised(vcpu_id)
         d.check_pollers(port)
@@ -309,14 +329,16 @@ class EventChannels:
 
         True if the vCPU's upcall went from idle to pending (it must be interrupted).
         """
-        info = self.domain.vcpu_info_address(vcpu_id)
+        d = self.domain
+        info = d.vcpu_info_address(vcpu_id)
         if info is None:
             return False
-        mem = self.domain.hv.machine.view
-        sel = _Q.unpack_from(mem, info + PENDING_SEL)[0]
+        abi = d.shinfo_abi
+        mem = d.hv.machine.view
+        sel = abi.word.unpack_from(mem, info + abi.sel_offset)[0]
         if sel & (1 << word):
             return False
-        _Q.pack_into(mem, info + PENDING_SEL, sel | (1 << word))
+        abi.word.pack_into(mem, info + abi.sel_offset, sel | (1 << word))
         if mem[info + UPCALL_PENDING]:
             return False
         mem[info + UPCALL_PENDING] = 1
@@ -332,43 +354,54 @@ class EventChannels:
         if where is None:
             return
         mem, base = where
-        word_off = base + (port // WORD_BITS) * 8
-        bit = 1 << (port % WORD_BITS)
+        abi = d.shinfo_abi
+        w = abi.word
+        word = port // abi.word_bits
+        off = base + word * abi.word_bytes
+        bit = 1 << (port % abi.word_bits)
         notify = False
         with d.atomic_update():
-            mask = _Q.unpack_from(mem, word_off + MASK_OFFSET)[0]
+            mask = w.unpack_from(mem, off + abi.mask_offset)[0]
             if not mask & bit:
                 return
-            _Q.pack_into(mem, word_off + MASK_OFFSET, mask & ~bit)
-            if _Q.unpack_from(mem, word_off + PENDING_OFFSET)[0] & bit:
-                notify = self._select_word(vcpu_id, port // WORD_BITS)
+            w.pack_into(mem, off + abi.mask_offset, mask & ~bit)
+            if w.unpack_from(mem, off + abi.pending_offset)[0] & bit:
+                notify = self._select_word(vcpu_id, word)
         if notify:
             d.upcall_raised(vcpu_id)
 
-    def _clear_pending(self, port: int) -> None:
+    def _bit(self, port: int, which: str) -> tuple[memoryview, int, int] | None:
         where = self._shared()
-        if where is None:
-            return
+        abi = self.domain.shinfo_abi
+        if where is None or not 0 <= port < abi.nr_ports:
+            return None
         mem, base = where
-        off = base + PENDING_OFFSET + (port // WORD_BITS) * 8
+        off = (base + (abi.pending_offset if which == "pending" else abi.mask_offset)
+               + (port // abi.word_bits) * abi.word_bytes)
+        return mem, off, 1 << (port % abi.word_bits)
+
+    def _clear_pending(self, port: int) -> None:
+        loc = self._bit(port, "pending")
+        if loc is None:
+            return
+        mem, off, bit = loc
+        w = self.domain.shinfo_abi.word
         with self.domain.atomic_update():
-            _Q.pack_into(mem, off, _Q.unpack_from(mem, off)[0] & ~(1 << (port % WORD_BITS)))
+            w.pack_into(mem, off, w.unpack_from(mem, off)[0] & ~bit)
 
     def is_pending(self, port: int) -> bool:
-        where = self._shared()
-        if where is None or not 0 <= port < EVTCHN_2L_NR_CHANNELS:
+        loc = self._bit(port, "pending")
+        if loc is None:
             return False
-        mem, base = where
-        off = base + PENDING_OFFSET + (port // WORD_BITS) * 8
-        return bool(_Q.unpack_from(mem, off)[0] & (1 << (port % WORD_BITS)))
+        mem, off, bit = loc
+        return bool(self.domain.shinfo_abi.word.unpack_from(mem, off)[0] & bit)
 
     def is_masked(self, port: int) -> bool:
-        where = self._shared()
-        if where is None:
+        loc = self._bit(port, "mask")
+        if loc is None:
             return True
-        mem, base = where
-        off = base + MASK_OFFSET + (port // WORD_BITS) * 8
-        return bool(_Q.unpack_from(mem, off)[0] & (1 << (port % WORD_BITS)))
+        mem, off, bit = loc
+        return bool(self.domain.shinfo_abi.word.unpack_from(mem, off)[0] & bit)
 
 
 def upcall_pending(d: Domain, vcpu: Vcpu) -> bool:

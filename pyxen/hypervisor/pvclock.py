@@ -19,10 +19,9 @@ from functools import lru_cache
 from ..abi.constants import XEN_PVCLOCK_TSC_STABLE_BIT
 
 TIME_INFO = 32                  # vcpu_info.time
-WC_VERSION = 3072               # shared_info.wc_version, wc_sec, wc_nsec, wc_sec_hi
 
 _TIME = struct.Struct("<IIQQIbB2x")
-_WC = struct.Struct("<IIII")
+_WC = struct.Struct("<III")
 _I = struct.Struct("<I")
 
 
@@ -63,11 +62,12 @@ def write_time_info(mem, off: int, *, tsc: int, now: int, khz: int) -> None:
     _I.pack_into(mem, off, ((version + 1) | 1) + 1)       # even: consistent
 
 
-def write_wallclock(shared_info, wallclock_ns_at_boot: int) -> None:
-    """shared_info.wc_*: the wall-clock time at system time 0."""
+def write_wallclock(shared_info, wallclock_ns_at_boot: int, offset: int) -> None:
+    """shared_info.wc_version/wc_sec/wc_nsec at `offset` (it depends on the guest's
+    ABI): the wall-clock time at system time 0. The upper half of the seconds
+    (wc_sec_hi, 64-bit layout only) stays 0 until 2106."""
     sec, nsec = divmod(wallclock_ns_at_boot, 1_000_000_000)
-    version = _I.unpack_from(shared_info, WC_VERSION)[0]
-    _I.pack_into(shared_info, WC_VERSION, (version + 1) | 1)
-    _WC.pack_into(shared_info, WC_VERSION, (version + 1) | 1, sec & 0xFFFF_FFFF, nsec,
-                  sec >> 32)
-    _I.pack_into(shared_info, WC_VERSION, ((version + 1) | 1) + 1)
+    version = _I.unpack_from(shared_info, offset)[0]
+    _I.pack_into(shared_info, offset, (version + 1) | 1)
+    _WC.pack_into(shared_info, offset, (version + 1) | 1, sec & 0xFFFF_FFFF, nsec)
+    _I.pack_into(shared_info, offset, ((version + 1) | 1) + 1)

@@ -41,6 +41,8 @@ def _set_param(caller, arg):
         raise HypercallError(Errno.EEXIST)
     d.set_hvm_param(p.index, p.value)
     if p.index == HvmParam.CALLBACK_IRQ:
+        if own:
+            d.latch_shared_info_abi(caller.compat)
         # Events may already be pending: deliver them through the new callback.
         for v in d.vcpus:
             if v.online:

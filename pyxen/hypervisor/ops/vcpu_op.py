@@ -8,7 +8,7 @@ import struct
 from ...abi import structs as S
 from ...abi.constants import Errno, Hypercall, VCPU_SSHOTTMR_future, VcpuOp
 from ..errors import HypercallError
-from ..event_channel import PENDING_SEL, UPCALL_MASK, UPCALL_PENDING, VCPU_INFO_SIZE
+from ..event_channel import UPCALL_MASK, UPCALL_PENDING, VCPU_INFO_SIZE
 from .common import read_struct
 
 # vcpu_op commands an HVM/PVH guest may use in Xen 4.10; others are -ENOSYS.
@@ -88,7 +88,8 @@ def _register_vcpu_info(caller, v, arg):
         v.vcpu_info_ref = (r.mfn, r.offset)
         # Everything may be pending: the guest rescans all words (a spurious upcall
         # at worst, nothing lost).
-        struct.pack_into("<Q", mem, new + PENDING_SEL, 0xFFFF_FFFF_FFFF_FFFF)
+        abi = d.shinfo_abi
+        abi.word.pack_into(mem, new + abi.sel_offset, abi.all_ones)
         mem[new + UPCALL_PENDING] = 1
     v.event_arrived()
     return 0
