@@ -10,11 +10,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .log import Level
+
+SPIN_NS = 200_000          # wait the last 200 µs before a deadline without sleeping
 
 if TYPE_CHECKING:
     from .hypervisor import Hypervisor
@@ -97,7 +100,16 @@ class TimerService:
                     wait_ns = self._heap[0][0] - now()
                     if wait_ns <= 0:
                         break
-                    self._cv.wait(wait_ns / 1e9)
+                    if wait_ns > SPIN_NS:
+                        # Sleep until just before the deadline: a sleeping thread
+                        # wakes up to ~100 µs late, which guests would see.
+                        self._cv.wait((wait_ns - SPIN_NS) / 1e9)
+                    else:
+                        self._cv.release()      # the last stretch: yield, don't sleep
+                        try:
+                            time.sleep(0)
+                        finally:
+                            self._cv.acquire()
                 _, _, t = heapq.heappop(self._heap)
                 t.deadline = None
                 t._seq = -1

@@ -122,6 +122,17 @@ class _Msr(ctypes.Structure):
     _fields_ = [("rid", ctypes.c_uint32), ("value", ctypes.c_uint64)]
 
 
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(first, count) ranges → sorted, merged [lo, hi) ranges."""
+    out: list[list[int]] = []
+    for lo, hi in sorted((g, g + n) for g, n in ranges):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
+
+
 def new_engine() -> tuple[Uc, int]:
     """A ready x86-64 engine with pyxen's CPU model, and the address of its CPU state."""
     cs.verify_layout()
@@ -231,6 +242,9 @@ class DomainEngine:
         # Engine memory: guest-physical runs, and one private page for the `until` probe.
         self._regions: dict[int, int] = {}          # gpa -> size mapped in the engine
         self._remap_all = True
+        self._remap = False                          # some ranges are dirty
+        self._dirty: list[tuple[int, int]] = []      # gfn ranges changed since the last sync
+        self._dirty_lock = threading.Lock()
         self._private = ctypes.create_string_buffer(4096)
         self.uc.mem_map_ptr(PRIVATE_GPA, 4096, 5, ctypes.addressof(self._private))
         self._mmu_mode = None
@@ -269,28 +283,63 @@ class DomainEngine:
         return self._mmu_mode == UC_TLB_VIRTUAL
 
     def _p2m_changed(self, gfn: int, count: int) -> None:
-        self._remap_all = True
+        with self._dirty_lock:
+            self._dirty.append((gfn, count))
+        self._remap = True
         self._vmcall_sites.clear()
         self.walker.invalidate_gfns(gfn, count)
         if self._in_emu:
             self.stop()
 
     def _sync_memory(self) -> None:
-        """Bring the engine's guest-physical mappings in line with the p2m."""
-        if not self._remap_all:
+        """Bring the engine's guest-physical mappings in line with the p2m.
+
+        Only the ranges that changed are unmapped and mapped again (a balloon
+        driver changes a few pages at a time; remapping everything would cost
+        tens of milliseconds per change in a fragmented physmap).
+        """
+        if self._remap_all:
+            self._remap_all = False
+            with self._dirty_lock:
+                self._dirty.clear()
+            self._remap = False
+            for gpa, size in list(self._regions.items()):
+                self.uc.mem_unmap(gpa, size)
+            self._regions.clear()
+            self._map_runs(self.domain.p2m.runs())
+        elif self._remap:
+            self._remap = False
+            with self._dirty_lock:
+                dirty, self._dirty = self._dirty, []
+            for lo, hi in _merge_ranges(dirty):
+                self._unmap_range(lo << 12, hi << 12)
+                self._map_runs(self.domain.p2m.runs(lo, hi - 1))
+        else:
             return
-        self._remap_all = False
-        for gpa, size in list(self._regions.items()):
-            self.uc.mem_unmap(gpa, size)
-        self._regions.clear()
+        raw.flush_tlb(self.handle)
+        self._choose_mmu()
+
+    def _map_runs(self, runs) -> None:
         host = self.hv.machine.host_address
-        for run in self.domain.p2m.runs():
+        for run in runs:
             gpa = run.gfn << 12
             size = run.count << 12
             self.uc.mem_map_ptr(gpa, size, 7, host(run.mfn))
             self._regions[gpa] = size
-        raw.flush_tlb(self.handle)
-        self._choose_mmu()
+
+    def _unmap_range(self, lo: int, hi: int) -> None:
+        """Unmap whatever the engine maps in [lo, hi), splitting regions at the ends."""
+        for start, size in list(self._regions.items()):
+            end = start + size
+            if end <= lo or start >= hi:
+                continue
+            cut_lo, cut_hi = max(start, lo), min(end, hi)
+            self.uc.mem_unmap(cut_lo, cut_hi - cut_lo)
+            del self._regions[start]
+            if start < cut_lo:
+                self._regions[start] = cut_lo - start
+            if cut_hi < end:
+                self._regions[cut_hi] = end - cut_hi
 
     # -- taking turns -----------------------------------------------------------------
     def switch_to(self, v: X86Vcpu) -> None:
@@ -361,7 +410,7 @@ class DomainEngine:
                 # kick that raced a real HLT only resumes the guest after it.
                 if not v.kick_requested and self._at_hlt():
                     return ExitReason.HALTED
-                if self._remap_all:
+                if self._remap_all or self._remap:
                     self._sync_memory()
                 if self.turns.waiting:
                     return ExitReason.KICKED      # let another vCPU have the engine
@@ -783,6 +832,15 @@ class DomainEngine:
                 self._continue_hypercall(caller, _ARG_REGS_32, m)
                 return True
         regs[16] = rip + 3
+        # The hypercall completed: like an instruction emulated on VM exit, it ends
+        # any STI/MOV SS interrupt shadow, and a pending upcall is taken now (as on
+        # Xen's VM entry), before the guest's next instruction.
+        hf = _I.unpack_from(self.cpu.mem, cs.HFLAGS)[0]
+        if hf & HF_INHIBIT_IRQ:
+            _I.pack_into(self.cpu.mem, cs.HFLAGS, hf & ~HF_INHIBIT_IRQ)
+        v = self.current
+        if (v.upcall_check or v.upcall_blocked) and v.upcall_vector_due():
+            self._inject_upcall(v)
         return True
 
     def _continue_hypercall(self, caller, arg_regs, mask: int) -> None:
