@@ -152,10 +152,13 @@ bool check_rc(long got, long expected, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (got == expected)
+    if (got == expected) {
+        if (got > 0)
+            return check(true, "%s -> %ld", msg, got);
         return check(true, "%s -> %s", msg, xen_errno_name(got));
-    snprintf(detail, sizeof(detail), ": got %s (%ld), expected %s", xen_errno_name(got), got,
-             xen_errno_name(expected));
+    }
+    snprintf(detail, sizeof(detail), ": got %s (%ld), expected %s (%ld)", xen_errno_name(got),
+             got, xen_errno_name(expected), expected);
     return check(false, "%s%s", msg, detail);
 }
 

@@ -100,6 +100,13 @@ const char *xen_errno_name(long err)
         { XEN_ERANGE, "-ERANGE" }, { XEN_ENOSYS, "-ENOSYS" },
         { XEN_ENODATA, "-ENODATA" }, { XEN_ETIME, "-ETIME" },
         { XEN_EOPNOTSUPP, "-EOPNOTSUPP" },
+        { 8, "-ENOEXEC" },  { 10, "-ECHILD" },  { 21, "-EISDIR" },   { 23, "-ENFILE" },
+        { 24, "-EMFILE" },  { 30, "-EROFS" },   { 31, "-EMLINK" },   { 33, "-EDOM" },
+        { 35, "-EDEADLK" }, { 36, "-ENAMETOOLONG" }, { 37, "-ENOLCK" },
+        { 39, "-ENOTEMPTY" }, { 74, "-EBADMSG" }, { 75, "-EOVERFLOW" }, { 84, "-EILSEQ" },
+        { 85, "-ERESTART" }, { 88, "-ENOTSOCK" }, { 98, "-EADDRINUSE" },
+        { 99, "-EADDRNOTAVAIL" }, { 105, "-ENOBUFS" }, { 106, "-EISCONN" },
+        { 107, "-ENOTCONN" }, { 110, "-ETIMEDOUT" },
     };
     for (unsigned int i = 0; i < ARRAY_SIZE(names); i++)
         if (-err == names[i].num)
