@@ -23,6 +23,9 @@
  *    between the two with no other call), so the harness can compare <ns>
  *    with its own timestamp of that hypercall (requirement: within 10 us).
  *    Only with the console_io console backend (else skip);
+ *  - the hypervisor's clock: HVMOP_get_time between two pvclock reads lies
+ *    between them, and the closest sample is within 10 us of the first read
+ *    (`get_time: closest=.. farthest=.. ns`);
  *  - wall clock: wc_version even, wc_nsec < 1e9, the date is between 2017
  *    and 2100; printed as `wallclock: YYYY-MM-DD hh:mm:ss UTC`;
  *  - timers: N single-shot timers at random offsets 100 us .. 5 ms (future
@@ -175,6 +178,40 @@ static void part_samples(unsigned long samples)
     check(true, "%lu pvclock lines written (the harness compares them)", samples);
 }
 
+/*
+ * The hypervisor's own clock (HVMOP_get_time, Xen's NOW()) between two pvclock
+ * reads: before <= now <= after, and the closest sample within 10 us.
+ */
+static void part_get_time(unsigned long samples)
+{
+    uint64_t best = ~0ULL, worst = 0;
+    unsigned long bad = 0;
+    for (unsigned long i = 0; i < samples; i++) {
+        uint64_t hv_now = 0;
+        uint64_t before = pvclock_read(clock_info(), NULL);
+        long rc = HYPERVISOR_hvm_op(HVMOP_get_time, &hv_now);
+        uint64_t after = pvclock_read(clock_info(), NULL);
+        if (rc != 0) {
+            check_rc(rc, 0, "HVMOP_get_time");
+            return;
+        }
+        /* 1 us of slack each way for the pvclock's own rounding. */
+        if (hv_now + 1000 < before || hv_now > after + 1000)
+            bad++;
+        uint64_t lead = hv_now > before ? hv_now - before : before - hv_now;
+        if (lead < best)
+            best = lead;
+        if (lead > worst)
+            worst = lead;
+    }
+    check(bad == 0, "HVMOP_get_time always between two pvclock reads (%lu outside)", bad);
+    check(best <= 10000, "pvclock agrees with the hypervisor clock within 10 us "
+          "(closest %llu ns, farthest %llu ns over %lu samples)",
+          (unsigned long long)best, (unsigned long long)worst, samples);
+    printf("get_time: closest=%llu farthest=%llu ns\n", (unsigned long long)best,
+           (unsigned long long)worst);
+}
+
 /* Days since 1970-01-01 to a civil date (proleptic Gregorian). */
 static void civil_from_days(int64_t z, int *y, unsigned int *m, unsigned int *d)
 {
@@ -299,6 +336,8 @@ void test_main(void)
     part_monotonic(reads);
     printf("-- rdtsc\n");
     part_tsc(tsc_khz);
+    printf("-- hypervisor clock\n");
+    part_get_time(samples ? samples : 20);
     printf("-- harness samples\n");
     part_samples(samples);
     printf("-- wall clock\n");

@@ -24,10 +24,10 @@ def test_event_channels_timers_poll_block(mmu):
 
 
 def test_pvclock_agrees_with_the_hypervisor_clock():
-    """Each `pvclock <ns>` line is one console_io hypercall issued right after the
-    guest read its clock; the hypervisor's clock at that hypercall can only be
-    later (by the hypercall's latency), never earlier, and the closest sample
-    must agree within 10 µs."""
+    """The guest brackets HVMOP_get_time (the hypervisor's NOW()) between two
+    pvclock reads and needs the closest within 10 µs. Independently, each
+    `pvclock <ns>` line is a console_io hypercall issued right after a clock
+    read: the hypervisor's clock when it arrives is never earlier."""
     from pyxen.hypervisor.domain import Domain
     stamps: list[tuple[int, bytes]] = []
     orig = Domain.console_write
@@ -45,8 +45,9 @@ def test_pvclock_agrees_with_the_hypervisor_clock():
     _passed(run)
     deltas = [host - int(re.match(rb"pvclock (\d+)", data).group(1)) for host, data in stamps]
     assert len(deltas) == 40
-    assert min(deltas) >= -10_000, deltas           # the guest's clock is never ahead
-    assert min(deltas) <= 10_000, deltas            # and agrees within 10 µs
+    assert min(deltas) >= -1_000, deltas           # the guest's clock is never ahead
+    closest = next(line for line in run.console if line.startswith("get_time:"))
+    assert int(re.search(r"closest=(\d+)", closest).group(1)) <= 10_000
     lateness = [line for line in run.console if line.startswith("timer lateness")]
     assert lateness, run.console[-10:]
 

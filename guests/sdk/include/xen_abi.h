@@ -292,6 +292,7 @@ struct xen_memory_exchange {
 };
 
 /* ---- hvm_op: event delivery ---- */
+#define HVMOP_get_time  10
 #define HVMOP_set_evtchn_upcall_vector  23
 #define HVM_PARAM_CALLBACK_TYPE_GSI     0
 #define HVM_PARAM_CALLBACK_TYPE_PCI_INTX 1
