@@ -81,7 +81,7 @@ VMCALL = b"\x0f\x01\xc1"
 VMMCALL = b"\x0f\x01\xd9"
 MSR_WINDOW_INSNS = 100_000       # how long to watch for the hypercall-page WRMSR
 DEBUG_PORT = 0xE9                # Xen's HVM debug console port
-SLICE_S = 0.002                  # how long a vCPU keeps the engine while others wait
+SLICE_S = 0.005                  # how long a vCPU keeps the engine while others wait
 HF_INHIBIT_IRQ = 1 << 3          # hflags: the instruction after STI / MOV SS
 MSR_TSC_AUX = 0xC000_0103
 
