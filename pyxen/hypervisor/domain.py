@@ -187,7 +187,10 @@ class Domain:
 
     def unpopulate(self, gfn: int, count: int) -> int:
         """Remove gfns from the physmap, freeing the frames this domain owns. Returns freed."""
-        with self.lock:
+        # Under the gate: no guest code of this domain runs until its engine has
+        # dropped the mappings (the run loop syncs inside the gate), so a frame
+        # freed here is never reachable by this domain once someone else gets it.
+        with self.atomic_update(), self.lock:
             owner = self.hv.machine.owner
             mine = [(mfn, n) for mfn, n in self.p2m.removed_extents(gfn, count)
                     if owner[mfn] == self.domid]

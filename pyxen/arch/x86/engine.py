@@ -375,7 +375,6 @@ class DomainEngine:
     def run_current(self) -> ExitReason:
         """Run the current vCPU until an exit (the caller holds the turn)."""
         v = self.current
-        self._sync_memory()
         h = self.handle
         gate = self.gate
         while True:
@@ -386,6 +385,10 @@ class DomainEngine:
                 self._in_emu = True
             gate.enter_guest()
             try:
+                # Inside the gate: a p2m change made by an updater holding it is in
+                # the engine's mappings before any guest instruction runs.
+                if self._remap_all or self._remap:
+                    self._sync_memory()
                 self._fill_fault = None
                 self._ro_grant_write = False
                 if v.upcall_vector_due():
@@ -410,8 +413,6 @@ class DomainEngine:
                 # kick that raced a real HLT only resumes the guest after it.
                 if not v.kick_requested and self._at_hlt():
                     return ExitReason.HALTED
-                if self._remap_all or self._remap:
-                    self._sync_memory()
                 if self.turns.waiting:
                     return ExitReason.KICKED      # let another vCPU have the engine
                 continue
