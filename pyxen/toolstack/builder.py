@@ -51,6 +51,10 @@ class BuiltDomain:
     domid: int
     image: KernelImage
     layout: BootLayout
+    store_gfn: int = 0
+    store_port: int = 0
+    console_gfn: int = 0
+    console_port: int = 0
 
 
 def load_inputs(spec: BuildSpec) -> tuple[KernelImage, bytes | None]:
@@ -76,18 +80,20 @@ def build_pvh(xc: XenCtrl, spec: BuildSpec) -> BuiltDomain:
         raise BuildError(f"{spec.kernel}: {e}") from None
     handle = spec.handle or uuid.uuid4().bytes
     domid = xc.domain_create(handle, hvm=True, hap=True)
+    built = BuiltDomain(domid, image, layout)
     try:
-        _build(xc, domid, spec, image, ramdisk, layout)
+        _build(xc, built, spec, image, ramdisk, layout)
     except BaseException:
         try:
             xc.domain_destroy(domid)
         except XenError:
             pass
         raise
-    return BuiltDomain(domid, image, layout)
+    return built
 
 
-def _build(xc, domid, spec, image, ramdisk, layout):
+def _build(xc, built, spec, image, ramdisk, layout):
+    domid = built.domid
     maxvcpus = spec.maxvcpus or spec.vcpus
     xc.domain_max_vcpus(domid, maxvcpus)
     maxmem_kb = (spec.maxmem_mib or spec.memory_mib) * 1024 + MAXMEM_SLACK_KB
@@ -108,9 +114,16 @@ def _build(xc, domid, spec, image, ramdisk, layout):
     if ramdisk:
         _write(xc, domid, layout.ramdisk_addr, ramdisk)
     _write(xc, domid, layout.start_info_addr, layout.start_info)
-    # Special pages, as libxl publishes them.
-    xc.hvm_param_set(domid, HvmParam.STORE_PFN, special_pfn(SpecialPage.XENSTORE))
-    xc.hvm_param_set(domid, HvmParam.CONSOLE_PFN, special_pfn(SpecialPage.CONSOLE))
+    # Special pages and their event channels (unbound in the guest, for the Dom0
+    # services: xenstored and the console daemon), as libxl publishes them.
+    built.store_gfn = special_pfn(SpecialPage.XENSTORE)
+    built.console_gfn = special_pfn(SpecialPage.CONSOLE)
+    built.store_port = xc.evtchn_alloc_unbound(domid, 0)
+    built.console_port = xc.evtchn_alloc_unbound(domid, 0)
+    xc.hvm_param_set(domid, HvmParam.STORE_PFN, built.store_gfn)
+    xc.hvm_param_set(domid, HvmParam.CONSOLE_PFN, built.console_gfn)
+    xc.hvm_param_set(domid, HvmParam.STORE_EVTCHN, built.store_port)
+    xc.hvm_param_set(domid, HvmParam.CONSOLE_EVTCHN, built.console_port)
     # The boot vCPU.
     xc.domain_hvm_setcontext(domid, boot_context(layout.entry, layout.start_info_addr))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..abi import constants as C
 from ..abi import structs as S
-from ..abi.constants import Domctl, HvmOp, Hypercall, MemOp, Sysctl, XenVer
+from ..abi.constants import Domctl, EvtchnOp, HvmOp, Hypercall, MemOp, Sysctl, XenVer
 from .privcmd import Privcmd, XenError
 
 DU = S.XEN_DOMCTL_UNION_OFFSET
@@ -204,6 +204,17 @@ class XenCtrl:
         return self.privcmd.map_foreign(domid, gfns, writable=writable)
 
     # -- HVM parameters ----------------------------------------------------------------
+    def evtchn_alloc_unbound(self, domid: int, remote_domid: int) -> int:
+        """A port in `domid` that only `remote_domid` may bind (xc_evtchn_alloc_unbound)."""
+        buf = self.privcmd.buffer(S.EVTCHN_ALLOC_UNBOUND.pack(dom=domid, remote_dom=remote_domid,
+                                                              port=0))
+        try:
+            self.privcmd.hypercall(Hypercall.event_channel_op, EvtchnOp.alloc_unbound,
+                                   buf.address, what="EVTCHNOP_alloc_unbound")
+            return S.EVTCHN_ALLOC_UNBOUND.unpack(buf.data).port
+        finally:
+            self.privcmd.release(buf)
+
     def hvm_param_set(self, domid: int, index: int, value: int) -> None:
         buf = self.privcmd.buffer(S.XEN_HVM_PARAM.pack(domid=domid, index=index, value=value))
         try:

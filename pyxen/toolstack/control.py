@@ -1,0 +1,127 @@
+"""The host daemon's control socket: how the CLI (and scripts) drive a pyxen host.
+
+Wire format: one JSON object per line. A request is
+``{"op": "<name>", "args": {...}}``; the reply is ``{"ok": true, "result": ...}``
+or ``{"ok": false, "error": "<one line for the user>"}``. Streaming ops
+(``console``) reply ``{"ok": true, "stream": true}`` and the connection then
+carries raw bytes both ways until either side closes it.
+
+Operations (args → result; domains are named by id, see ``resolve``):
+
+- ``resolve`` {dom: str}: a domain name or id → int domid (error if none)
+- ``create`` {config_path, config_text, overrides: [str], paused: bool,
+  dry_run: bool} → {domid, name} (dry_run: {config: {...}}, nothing built)
+- ``list`` {} → [domain dicts]: domid, name, uuid, mem_kb, max_mem_kb,
+  vcpus (max), online_vcpus, cpu_time_ns, state flags running, blocked,
+  paused, shutdown, crashed, dying, shutdown_reason (int or null), ssidref,
+  cpupool, uptime_s; Domain-0 first
+- ``destroy`` / ``pause`` / ``unpause`` {domid} → null
+- ``shutdown`` {domid, reboot: bool, wait: bool} → null (through xenstore
+  control/shutdown, as xl does; wait: until the domain is gone)
+- ``rename`` {domid, name} → null
+- ``info`` {} → {key: value} in xl info's key order
+- ``dmesg`` {clear: bool} → str
+- ``vcpu_list`` {domid: int | null} → [vcpu dicts]: name, domid, vcpu, cpu,
+  online, running, blocked, time_ns, hard_affinity, soft_affinity (cpu-list
+  strings)
+- ``set_parameters`` {params: str} → null (runtime parameters only)
+- ``console`` {domid, hypervisor: bool} → stream
+- ``stop`` {} → null (the daemon exits)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+ENV_SOCKET = "PYXEN_CONTROL"
+
+
+def default_socket_path() -> str:
+    """$PYXEN_CONTROL, else /run/pyxen/control.sock for root, else the user's runtime dir."""
+    if os.environ.get(ENV_SOCKET):
+        return os.environ[ENV_SOCKET]
+    if os.geteuid() == 0:
+        return "/run/pyxen/control.sock"
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/pyxen-{os.getuid()}"
+    return str(Path(base) / "pyxen" / "control.sock")
+
+
+class ControlError(Exception):
+    """The daemon refused a request, or there is no daemon: one line for the user."""
+
+
+def encode(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+class ControlClient:
+    def __init__(self, path: str | None = None, *, timeout: float | None = 60.0):
+        self.path = path or default_socket_path()
+        self.timeout = timeout
+
+    def _connect(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            raise ControlError(f"no pyxen host is running (no daemon at {self.path}); "
+                               "start one with `pyxen-host`") from None
+        except OSError as e:
+            s.close()
+            raise ControlError(f"cannot reach the pyxen host at {self.path}: "
+                               f"{e.strerror or e}") from None
+        return s
+
+    @staticmethod
+    def _read_reply(s: socket.socket) -> dict:
+        buf = bytearray()
+        while not buf.endswith(b"\n"):
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                raise ControlError("the pyxen host did not answer in time") from None
+            if not chunk:
+                raise ControlError("the pyxen host closed the connection")
+            buf += chunk
+        try:
+            reply = json.loads(buf)
+        except ValueError:
+            raise ControlError("the pyxen host sent a malformed reply") from None
+        if not isinstance(reply, dict):
+            raise ControlError("the pyxen host sent a malformed reply")
+        return reply
+
+    def call(self, op: str, **args: Any) -> Any:
+        with self._connect() as s:
+            s.sendall(encode({"op": op, "args": args}))
+            reply = self._read_reply(s)
+        if not reply.get("ok"):
+            raise ControlError(str(reply.get("error") or "request failed"))
+        return reply.get("result")
+
+    def stream(self, op: str, **args: Any) -> socket.socket:
+        """Start a streaming op; returns the connected socket (raw bytes follow)."""
+        s = self._connect()
+        try:
+            s.sendall(encode({"op": op, "args": args}))
+            # Read exactly one line: bytes after it belong to the stream.
+            line = bytearray()
+            while not line.endswith(b"\n"):
+                b = s.recv(1)
+                if not b:
+                    raise ControlError("the pyxen host closed the connection")
+                line += b
+            reply = json.loads(line)
+            if not reply.get("ok"):
+                raise ControlError(str(reply.get("error") or "request failed"))
+            s.settimeout(None)
+            return s
+        except BaseException:
+            s.close()
+            raise
