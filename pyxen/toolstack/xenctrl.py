@@ -138,6 +138,11 @@ class XenCtrl:
         info = _info_from(out, DU)
         return info if info.domid == domid else None
 
+    def domain_getvcpuinfo(self, domid: int, vcpu: int):
+        out = self._domctl(Domctl.getvcpuinfo, domid,
+                           S.XEN_DOMCTL_GETVCPUINFO.pack(vcpu=vcpu))
+        return S.XEN_DOMCTL_GETVCPUINFO.unpack(out, DU)
+
     def domain_getinfolist(self, first: int = 0, max_domains: int = 1024) -> list[DomainInfo]:
         size = S.XEN_DOMCTL_GETDOMAININFO.size
         buf = self.privcmd.buffer(size * max_domains)
@@ -182,6 +187,14 @@ class XenCtrl:
         finally:
             self.privcmd.release(lst)
             self.privcmd.release(res)
+
+    def maximum_gpfn(self, domid: int) -> int:
+        buf = self.privcmd.buffer(struct.pack("<H", domid))
+        try:
+            return self.privcmd.hypercall(Hypercall.memory_op, MemOp.maximum_gpfn, buf.address,
+                                          what="maximum_gpfn")
+        finally:
+            self.privcmd.release(buf)
 
     def populate_physmap_exact(self, domid: int, gfns: list[int], order: int = 0) -> None:
         done = self.populate_physmap(domid, gfns, order)

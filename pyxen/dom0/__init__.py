@@ -1,0 +1,1 @@
+"""Dom0 services: xenstored, the console daemon, PV back-ends."""
