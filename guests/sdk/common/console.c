@@ -1,16 +1,14 @@
 /*
  * Console output.  On Xen: HYPERVISOR_console_io(CONSOLEIO_write); if the
  * hypervisor refuses it (release Xen builds do for ordinary domains) the PV
- * console ring is used instead.  Without Xen: QEMU's debug console, port 0xE9.
+ * console ring is used instead (pvcons.c), and `console=pv` on the command
+ * line chooses the ring first.  Without Xen: QEMU's debug console, port 0xE9.
  */
 #include "sdk.h"
 
 #define DEBUGCON_PORT 0xe9
 
 enum console_backend console_backend = CONSOLE_NONE;
-
-static volatile struct xencons_interface *cons_ring;
-static uint32_t cons_evtchn;
 
 const char *console_backend_name(void)
 {
@@ -22,25 +20,19 @@ const char *console_backend_name(void)
     }
 }
 
-static bool pv_ring_init(void)
-{
-    uint64_t pfn, port;
-    if (xen_get_hvm_param(HVM_PARAM_CONSOLE_PFN, &pfn) < 0 || !pfn)
-        return false;
-    if (xen_get_hvm_param(HVM_PARAM_CONSOLE_EVTCHN, &port) < 0)
-        return false;
-    /* The SDK's identity map covers 0..4 GiB; the 32-bit SDK runs unpaged. */
-    if (pfn >= (1ULL << 20))
-        return false;
-    cons_ring = (volatile struct xencons_interface *)(unsigned long)(pfn << 12);
-    cons_evtchn = (uint32_t)port;
-    return true;
-}
-
 void console_init(void)
 {
+    char want[16] = "";
+
     if (!xen_present || !hypercall_page_ready) {
         console_backend = CONSOLE_DEBUGCON;
+        return;
+    }
+    /* `console=pv`: the PV console ring whenever CONSOLE_PFN is set. */
+    if (cmdline_get("console", want, sizeof(want)) && !strcmp(want, "pv") &&
+        pvcons_init() == 0) {
+        xen_map_shared_info();          /* clock and bitmap for waiting on the ring */
+        console_backend = CONSOLE_XEN_PV_RING;
         return;
     }
     /* A zero-length write asks only whether we may use console_io. */
@@ -48,44 +40,29 @@ void console_init(void)
         console_backend = CONSOLE_XEN_CONSOLE_IO;
         return;
     }
-    if (pv_ring_init()) {
+    if (pvcons_init() == 0) {
         console_backend = CONSOLE_XEN_PV_RING;
         return;
     }
     console_backend = CONSOLE_NONE;
 }
 
-static void pv_ring_write(const char *s, size_t len)
+bool console_use_pv(void)
 {
-    unsigned int stalls = 0;
-    const uint32_t size = sizeof(cons_ring->out);
+    if (console_backend == CONSOLE_XEN_PV_RING)
+        return true;
+    if (pvcons_init() < 0)
+        return false;
+    console_backend = CONSOLE_XEN_PV_RING;
+    return true;
+}
 
-    while (len) {
-        uint32_t cons = cons_ring->out_cons;
-        uint32_t prod = cons_ring->out_prod;
-        barrier();
-        uint32_t used = prod - cons;
-        if (used >= size) {
-            /* Full: let the backend run; give up rather than hang forever. */
-            struct evtchn_send send = { .port = cons_evtchn };
-            HYPERVISOR_event_channel_op(EVTCHNOP_send, &send);
-            HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
-            if (++stalls > 10000)
-                return;
-            continue;
-        }
-        uint32_t n = size - used;
-        if (n > len)
-            n = (uint32_t)len;
-        for (uint32_t i = 0; i < n; i++)
-            cons_ring->out[(prod + i) & (size - 1)] = s[i];
-        wmb();
-        cons_ring->out_prod = prod + n;
-        s += n;
-        len -= n;
-        struct evtchn_send send = { .port = cons_evtchn };
-        HYPERVISOR_event_channel_op(EVTCHNOP_send, &send);
-    }
+void console_flush(void)
+{
+    /* Only once a console daemon has shown up: without one nothing would
+     * drain the ring and the wait would only delay the shutdown. */
+    if (console_backend == CONSOLE_XEN_PV_RING && pvcons_consumer_seen)
+        pvcons_flush(2 * NS_PER_SEC);
 }
 
 void console_write(const char *s, size_t len)
@@ -95,7 +72,7 @@ void console_write(const char *s, size_t len)
         HYPERVISOR_console_io(CONSOLEIO_write, (unsigned int)len, (void *)s);
         break;
     case CONSOLE_XEN_PV_RING:
-        pv_ring_write(s, len);
+        pvcons_write(s, len);
         break;
     case CONSOLE_DEBUGCON:
         for (size_t i = 0; i < len; i++)

@@ -22,6 +22,7 @@ void sdk_shutdown(unsigned int reason)
 {
     if (xen_present && hypercall_page_ready) {
         struct sched_shutdown s = { .reason = reason };
+        console_flush();
         HYPERVISOR_sched_op(SCHEDOP_shutdown, &s);
         /* Only reached if the hypervisor let us run on. */
     } else {

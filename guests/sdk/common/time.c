@@ -225,6 +225,51 @@ bool sdk_wait(wait_cond_fn cond, void *arg, uint64_t timeout_ns)
     return ok;
 }
 
+#define PORT_POLL_SLICE_NS (100 * NS_PER_MS)
+#define YIELD_ROUND_NS     (100 * NS_PER_US)
+
+bool evtchn_wait_port(evtchn_port_t port, wait_cond_fn cond, void *arg, uint64_t timeout_ns)
+{
+    if (cond(arg))
+        return true;
+    if (!xen_present || !hypercall_page_ready)
+        return cond(arg);
+    if (!shared_info || !this_cpu()->vcpu_info) {
+        /* No clock and no bitmap: bounded yield rounds. */
+        uint64_t rounds = udivmod64(timeout_ns, (uint32_t)YIELD_ROUND_NS, NULL) + 1;
+        while (rounds--) {
+            if (cond(arg))
+                return true;
+            HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
+        }
+        return cond(arg);
+    }
+
+    bool was_enabled = irqs_enabled();
+    bool ok;
+    uint64_t deadline = xen_now() + timeout_ns;
+    local_irq_disable();
+    for (;;) {
+        if ((ok = cond(arg)))
+            break;
+        uint64_t now = xen_now();
+        if (now >= deadline)
+            break;
+        /* Clear, re-check, then poll: a notification after the clear leaves
+         * the bit set and the poll returns at once. */
+        evtchn_clear_pending(port);
+        if ((ok = cond(arg)))
+            break;
+        uint64_t until = deadline - now > PORT_POLL_SLICE_NS ? now + PORT_POLL_SLICE_NS : deadline;
+        evtchn_port_t p = port;
+        if (sched_poll(&p, 1, until) < 0)
+            HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
+    }
+    if (was_enabled)
+        local_irq_enable();
+    return ok;
+}
+
 uint64_t sleep_until(uint64_t deadline)
 {
     struct cpu *c = this_cpu();

@@ -100,12 +100,14 @@ const char *xen_errno_name(long err)
         { XEN_ERANGE, "-ERANGE" }, { XEN_ENOSYS, "-ENOSYS" },
         { XEN_ENODATA, "-ENODATA" }, { XEN_ETIME, "-ETIME" },
         { XEN_EOPNOTSUPP, "-EOPNOTSUPP" },
-        { 8, "-ENOEXEC" },  { 10, "-ECHILD" },  { 21, "-EISDIR" },   { 23, "-ENFILE" },
-        { 24, "-EMFILE" },  { 30, "-EROFS" },   { 31, "-EMLINK" },   { 33, "-EDOM" },
+        { XEN_EISDIR, "-EISDIR" }, { XEN_EROFS, "-EROFS" },
+        { XEN_ENOTEMPTY, "-ENOTEMPTY" }, { XEN_EISCONN, "-EISCONN" },
+        { 8, "-ENOEXEC" },  { 10, "-ECHILD" },  { 23, "-ENFILE" },
+        { 24, "-EMFILE" },  { 31, "-EMLINK" },   { 33, "-EDOM" },
         { 35, "-EDEADLK" }, { 36, "-ENAMETOOLONG" }, { 37, "-ENOLCK" },
-        { 39, "-ENOTEMPTY" }, { 74, "-EBADMSG" }, { 75, "-EOVERFLOW" }, { 84, "-EILSEQ" },
+        { 74, "-EBADMSG" }, { 75, "-EOVERFLOW" }, { 84, "-EILSEQ" },
         { 85, "-ERESTART" }, { 88, "-ENOTSOCK" }, { 98, "-EADDRINUSE" },
-        { 99, "-EADDRNOTAVAIL" }, { 105, "-ENOBUFS" }, { 106, "-EISCONN" },
+        { 99, "-EADDRNOTAVAIL" }, { 105, "-ENOBUFS" },
         { 107, "-ENOTCONN" }, { 110, "-ETIMEDOUT" },
     };
     for (unsigned int i = 0; i < ARRAY_SIZE(names); i++)
@@ -124,6 +126,19 @@ _Static_assert(sizeof(struct xen_hvm_param) == 16, "xen_hvm_param is 16 bytes");
 _Static_assert(__builtin_offsetof(struct xen_hvm_param, index) == 4, "index @4");
 _Static_assert(__builtin_offsetof(struct xen_hvm_param, value) == 8, "value @8");
 _Static_assert(sizeof(struct xencons_interface) == 3088, "xencons_interface is 3088 bytes");
+_Static_assert(__builtin_offsetof(struct xencons_interface, in_cons) == 3072, "in_cons @3072");
+_Static_assert(__builtin_offsetof(struct xencons_interface, out_prod) == 3084, "out_prod @3084");
+_Static_assert(sizeof(((struct xencons_interface *)0)->in) == XENCONS_IN_SIZE, "in[] size");
+_Static_assert(sizeof(((struct xencons_interface *)0)->out) == XENCONS_OUT_SIZE, "out[] size");
+_Static_assert(sizeof(struct xsd_sockmsg) == 16, "xsd_sockmsg is 16 bytes");
+_Static_assert(__builtin_offsetof(struct xsd_sockmsg, len) == 12, "xsd_sockmsg.len @12");
+_Static_assert(__builtin_offsetof(struct xenstore_domain_interface, rsp) == 1024, "rsp @1024");
+_Static_assert(__builtin_offsetof(struct xenstore_domain_interface, req_cons) == 2048, "req_cons @2048");
+_Static_assert(__builtin_offsetof(struct xenstore_domain_interface, rsp_prod) == 2060, "rsp_prod @2060");
+_Static_assert(__builtin_offsetof(struct xenstore_domain_interface, server_features) == 2064,
+               "server_features @2064");
+_Static_assert(__builtin_offsetof(struct xenstore_domain_interface, connection) == 2068,
+               "connection @2068");
 _Static_assert(sizeof(struct xen_compile_info) == 144, "xen_compile_info is 144 bytes");
 _Static_assert(sizeof(struct xen_feature_info) == 8, "xen_feature_info is 8 bytes");
 _Static_assert(sizeof(struct xen_memory_map) == 2 * sizeof(void *), "memory_map: u32 + handle");

@@ -72,6 +72,11 @@ extern enum console_backend console_backend;
 void console_init(void);
 void console_write(const char *s, size_t len);
 const char *console_backend_name(void);
+/* Switches the console to the PV ring (false when there is none). */
+bool console_use_pv(void);
+/* PV ring console: waits (up to 2 s) until the daemon has read everything;
+ * called by sdk_shutdown().  No-op for the other back-ends. */
+void console_flush(void);
 
 /* ---- xen.c ---- */
 extern bool xen_present;           /* Xen CPUID signature found */
@@ -163,5 +168,7 @@ void arch_bare_metal_setup(void);   /* called when no Xen: masks the legacy PIC 
 #include "events.h"
 #include "xtime.h"
 #include "grant.h"
+#include "pvcons.h"
+#include "xenstore.h"
 
 #endif

@@ -52,13 +52,17 @@
 #define XEN_EEXIST      17
 #define XEN_EXDEV       18
 #define XEN_ENODEV      19
+#define XEN_EISDIR      21
 #define XEN_EINVAL      22
 #define XEN_ENOSPC      28
+#define XEN_EROFS       30
 #define XEN_ERANGE      34
 #define XEN_ENOSYS      38
+#define XEN_ENOTEMPTY   39
 #define XEN_ENODATA     61
 #define XEN_ETIME       62
 #define XEN_EOPNOTSUPP  95
+#define XEN_EISCONN    106
 
 /* CPUID leaves. */
 #define XEN_CPUID_FIRST_BASE   0x40000000u
@@ -670,11 +674,73 @@ struct gnttab_swap_grant_ref {
 
 /* PV console ring (one page, published through HVM_PARAM_CONSOLE_PFN). */
 struct xencons_interface {
-    char in[1024];
-    char out[2048];
+    char in[1024];               /* backend -> guest (keyboard) */
+    char out[2048];              /* guest -> backend */
     uint32_t in_cons, in_prod;
     uint32_t out_cons, out_prod;
 };
+
+#define XENCONS_IN_SIZE   1024
+#define XENCONS_OUT_SIZE  2048
+
+/*
+ * XenStore (xen-abi.md E): the wire format and the ring page published
+ * through HVM_PARAM_STORE_PFN / HVM_PARAM_STORE_EVTCHN.
+ */
+#define XS_CONTROL               0     /* alias XS_DEBUG */
+#define XS_DIRECTORY             1
+#define XS_READ                  2
+#define XS_GET_PERMS             3
+#define XS_WATCH                 4
+#define XS_UNWATCH               5
+#define XS_TRANSACTION_START     6
+#define XS_TRANSACTION_END       7
+#define XS_INTRODUCE             8
+#define XS_RELEASE               9
+#define XS_GET_DOMAIN_PATH      10
+#define XS_WRITE                11
+#define XS_MKDIR                12
+#define XS_RM                   13
+#define XS_SET_PERMS            14
+#define XS_WATCH_EVENT          15     /* server -> client only */
+#define XS_ERROR                16     /* reply only: errno name */
+#define XS_IS_DOMAIN_INTRODUCED 17
+#define XS_RESUME               18
+#define XS_SET_TARGET           19
+#define XS_RESET_WATCHES        21
+#define XS_DIRECTORY_PART       22
+
+/* Message header; `len` payload bytes follow it. */
+struct xsd_sockmsg {
+    uint32_t type;               /* XS_* */
+    uint32_t req_id;             /* echoed in the reply */
+    uint32_t tx_id;              /* transaction, 0 = none */
+    uint32_t len;                /* payload bytes */
+};
+
+#define XENSTORE_PAYLOAD_MAX    4096   /* more and xenstored drops the connection */
+#define XENSTORE_ABS_PATH_MAX   3072
+#define XENSTORE_REL_PATH_MAX   2048
+#define XENSTORE_RING_SIZE      1024   /* both rings; index & (size - 1) */
+
+#define XENSTORE_SERVER_FEATURE_RECONNECTION  1u
+#define XENSTORE_CONNECTED   0
+#define XENSTORE_RECONNECT   1
+
+struct xenstore_domain_interface {
+    char req[XENSTORE_RING_SIZE];     /* guest -> xenstored */
+    char rsp[XENSTORE_RING_SIZE];     /* xenstored -> guest (replies, watch events) */
+    uint32_t req_cons, req_prod;      /* free-running */
+    uint32_t rsp_cons, rsp_prod;
+    uint32_t server_features;         /* XENSTORE_SERVER_FEATURE_* */
+    uint32_t connection;              /* XENSTORE_CONNECTED / _RECONNECT */
+};
+
+/* Permission letters (the first entry's domid is the owner). */
+#define XS_PERM_CHAR_NONE   'n'
+#define XS_PERM_CHAR_READ   'r'
+#define XS_PERM_CHAR_WRITE  'w'
+#define XS_PERM_CHAR_BOTH   'b'
 
 /* PVH start of day (hvm_start_info, passed in EBX). */
 #define HVM_START_MAGIC_VALUE  0x336ec578u

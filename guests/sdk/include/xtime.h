@@ -96,6 +96,17 @@ struct wait_u32 {
 bool wait_cond_u32_ne(void *arg);      /* *p != value */
 bool wait_cond_u32_ge(void *arg);      /* (int32_t)(*p - value) >= 0 */
 bool sdk_wait_u32_ge(const volatile uint32_t *p, uint32_t value, uint64_t timeout_ns);
+/*
+ * Waits for one event channel without touching the timers: with interrupts
+ * off, clears the port's pending bit, re-checks cond(arg), then blocks in
+ * SCHEDOP_poll on the port (slices of at most 100 ms, so a lost notification
+ * costs time, not the wait) until cond(arg) holds or timeout_ns passes.
+ * Restores the IF state; an event consumed here is not dispatched to the
+ * port's handler.  Usable from any context (IF=0 included).  Without a
+ * mapped shared_info it falls back to SCHEDOP_yield rounds (about 100 us
+ * each assumed).  Returns cond's final value.
+ */
+bool evtchn_wait_port(evtchn_port_t port, wait_cond_fn cond, void *arg, uint64_t timeout_ns);
 /* Sleeps until system time `deadline` (single-shot timer + hlt); returns the
  * time at wake-up. */
 uint64_t sleep_until(uint64_t deadline);
