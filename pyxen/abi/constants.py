@@ -939,3 +939,63 @@ class IoreqType(enum.IntEnum):
 
 
 IOREQ_BUFFER_SLOT_NUM = 511
+
+
+# ---------------------------------------------------------------------------
+# XenStore (io/xs_wire.h; permission bits from xenstore_lib.h; quota defaults of
+# C xenstored 4.10's command line options -E -S -W -t)
+# ---------------------------------------------------------------------------
+
+
+class XsType(enum.IntEnum):
+    """enum xsd_sockmsg_type (XS_ prefix dropped). 20 was XS_RESTRICT, removed."""
+
+    CONTROL = 0               # alias XS_DEBUG
+    DIRECTORY = 1
+    READ = 2
+    GET_PERMS = 3
+    WATCH = 4
+    UNWATCH = 5
+    TRANSACTION_START = 6
+    TRANSACTION_END = 7
+    INTRODUCE = 8
+    RELEASE = 9
+    GET_DOMAIN_PATH = 10
+    WRITE = 11
+    MKDIR = 12
+    RM = 13
+    SET_PERMS = 14
+    WATCH_EVENT = 15
+    ERROR = 16
+    IS_DOMAIN_INTRODUCED = 17
+    RESUME = 18
+    SET_TARGET = 19
+    RESET_WATCHES = 21
+    DIRECTORY_PART = 22
+    INVALID = 0xFFFF
+
+
+XS_TYPE_COUNT = 23
+# xsd_errors[] in table order: an errno xenstored cannot name is sent as the first.
+# 4.17's table ends with EPERM; xenstored already returned EPERM (SET_PERMS changing
+# the owner) before then.
+XSD_ERRORS = ("EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO",
+              "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM")
+
+XENSTORE_PAYLOAD_MAX = 4096
+XENSTORE_ABS_PATH_MAX = 3072
+XENSTORE_REL_PATH_MAX = 2048
+XENSTORE_RING_SIZE = 1024
+XENSTORE_SERVER_FEATURE_RECONNECTION = 1
+XENSTORE_CONNECTED = 0
+XENSTORE_RECONNECT = 1
+
+XS_PERM_NONE = 0
+XS_PERM_READ = 1
+XS_PERM_WRITE = 2
+XS_PERM_OWNER = 8
+
+XENSTORED_QUOTA_NODES = 1000          # -E: nodes owned per domain
+XENSTORED_QUOTA_ENTRY_SIZE = 2048     # -S: bytes of one node record
+XENSTORED_QUOTA_WATCHES = 128         # -W: watches per domain
+XENSTORED_QUOTA_TRANSACTIONS = 10     # -t: open transactions per connection

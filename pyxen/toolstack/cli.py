@@ -45,16 +45,17 @@ def boot(config: str, overrides: tuple[str, ...], xen_cmdline: str, timeout: flo
          quiet: bool) -> None:
     """Boot the domain described by the xl.cfg file CONFIG and show its console.
 
-    KEY=VALUE arguments override settings of the file, as with `xl create`.
+    A one-shot host: starts a pyxen host daemon in this process, creates the
+    domain through its control socket (as `pyxl create` does), streams the
+    console, and stops the host when the domain has ended for good (after its
+    on_poweroff/on_crash/... actions). KEY=VALUE arguments override settings of
+    the file, as with `xl create`.
     """
-    from ..hypervisor.hypervisor import Hypervisor
-    from .privcmd import Privcmd
-    from .runner import DomainRunner, RunError, config_dir_of, validate_for_boot
+    from .runner import RunError, validate_for_boot
     from .xlcfg import XlConfigError, build_domain_config, load_config
 
     try:
-        cfg = load_config(config, overrides)
-        dc = build_domain_config(cfg)
+        dc = build_domain_config(load_config(config, overrides))
         for w in dc.warnings:
             click.echo(w, err=True)
         validate_for_boot(dc)
@@ -69,30 +70,118 @@ def boot(config: str, overrides: tuple[str, ...], xen_cmdline: str, timeout: flo
     params = xen_cmdline if "guest_loglvl=" in xen_cmdline else f"{xen_cmdline} guest_loglvl=all"
     if "conring_size=" not in params:
         params += " conring_size=1M"
-    hv = Hypervisor(params.strip())
-    runner = DomainRunner(Privcmd(hv), dc, config_dir=config_dir_of(config), quiet=quiet)
+    sys.exit(_one_shot(config, overrides, dc.name, params.strip(), timeout, quiet))
+
+
+def _one_shot(config, overrides, name, params, timeout, quiet) -> int:
+    import tempfile
+    import threading
+
+    from .control import ControlClient, ControlError
+    from .host import HostDaemon, HostError
+    from .runner import EXIT_STATUS, EXIT_TIMEOUT, EXIT_UNKNOWN_REASON
+
+    tmp = tempfile.mkdtemp(prefix="pyxen-")
     try:
-        outcome = runner.run(timeout)
-    except RunError as e:
+        host = HostDaemon(params, control_path=os.path.join(tmp, "control.sock"),
+                          xenstored_path=os.path.join(tmp, "xenstored.sock"),
+                          log=(_no_log if quiet else _host_log))
+    except HostError as e:
         _fail(str(e))
-    finally:
-        runner.close()
-        hv.shutdown_host()
-    sys.exit(outcome.status)
-
-
-def run() -> None:
-    """Entry point with the guarantee that no traceback reaches the user."""
     try:
-        main(standalone_mode=True)
+        host.serve_in_background()
+        client = ControlClient(host.control_path, timeout=None)
+        stream = client.stream("console", hypervisor=True)
+        printer = threading.Thread(target=_print_console, args=(stream, quiet), daemon=True)
+        printer.start()
+        try:
+            created = client.call("create", config_path=config, overrides=list(overrides))
+        except ControlError as e:
+            stream.close()
+            _fail(str(e))
+        try:
+            ended = client.call("wait", name=name, timeout=timeout)
+        except ControlError:
+            domid = _current_domid(client, name)
+            if domid is not None:
+                client.call("destroy", domid=domid)
+            _drain(printer)
+            click.echo(f"pyxen: domain {name} did not finish within {timeout:g} s; destroyed",
+                       err=True) if timeout is not None else None
+            return EXIT_TIMEOUT
+        _drain(printer)
+        stream.close()
+        reason = ended["reason"]
+        if ended["action"] == "preserve":
+            click.echo(f"pyxen: domain {name} ({created['domid']}) preserved; the one-shot "
+                       "host exits now", err=True)
+        return EXIT_STATUS.get(reason, EXIT_UNKNOWN_REASON) if reason is not None else 0
+    finally:
+        host.close()
+        try:
+            os.rmdir(tmp)
+        except OSError:
+            pass
+
+
+def _no_log(_message: str, _level: int = 0) -> None:
+    pass
+
+
+def _host_log(message: str, level: int = 1) -> None:
+    from .domains import NOTICE
+    if level >= NOTICE:      # what happened to the guest, not the host's bookkeeping
+        click.echo(f"pyxen: {message}", err=True)
+
+
+def _current_domid(client, name: str):
+    for d in client.call("list"):
+        if d["name"] == name:
+            return d["domid"]
+    return None
+
+
+def _print_console(stream, quiet: bool) -> None:
+    """Hypervisor console lines: the guest's `(dN) text` to stdout, the rest to stderr."""
+    buf = b""
+    try:
+        while True:
+            data = stream.recv(65536)
+            if not data:
+                break
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                if line.startswith("(d") and ") " in line and line[2:line.index(")")].isdigit():
+                    print(line.partition(") ")[2], flush=True)
+                elif not quiet:
+                    print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _drain(printer) -> None:
+    printer.join(0.3)       # let the last console lines through
+
+
+def guarded(command, prog: str) -> None:
+    """Run a click command with the guarantee that no traceback reaches the user."""
+    try:
+        command(standalone_mode=True)
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        click.echo("pyxen: interrupted", err=True)
+        click.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - a bug in pyxen: one line, details on request
         if os.environ.get("PYXEN_DEBUG"):
             traceback.print_exc()
-        click.echo(f"pyxen: internal error: {type(e).__name__}: {e} "
+        click.echo(f"{prog}: internal error: {type(e).__name__}: {e} "
                    "(set PYXEN_DEBUG=1 for details)", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+def run() -> None:
+    """Entry point of `pyxen`."""
+    guarded(main, "pyxen")

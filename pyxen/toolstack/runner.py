@@ -31,7 +31,8 @@ EXIT_STATUS = {
 }
 EXIT_UNKNOWN_REASON = 7
 EXIT_TIMEOUT = 124
-SUPPORTED_ACTIONS = ("destroy", "restart", "preserve", "rename-restart")
+SUPPORTED_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy",
+                     "coredump-restart")
 
 
 class RunError(Exception):

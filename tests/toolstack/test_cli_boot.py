@@ -80,7 +80,6 @@ def test_overrides_on_the_command_line(tmp_path):
     (base().replace('type = "pvh"', 'type = "pv"'), ('type="pv"', "not supported")),
     (base().replace('type = "pvh"', 'type = "hvm"'), ('type="hvm"', "not supported")),
     (base().replace('type = "pvh"', "pvh = 1"), ('type="pvh"',)),
-    (base(on_crash='"coredump-destroy"'), ("coredump-destroy", "not supported")),
     (base(on_crash='"explode"'), ("on_crash",)),
     ('name = "t"\ntype = "pvh"\nkernel = "x.elf"\nmemory = = 16\n', ("guest.cfg:4:",)),
     ('name = "t"\ntype = "pvh"\nmemory = 16\n', ("kernel",)),
