@@ -6,13 +6,18 @@ reply, alternating WRITE and READ of one node.
 
 - single: one request in flight (each waits for its reply);
 - pipelined: batches of PIPELINE_DEPTH requests sent before any reply is read.
+
+The machine's floor is printed with them: round trips per second between two
+Python threads over a socket pair doing no work (single can be no faster).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +75,29 @@ def ops_per_s_pipelined(ops: int = 100000) -> float:
     return rounds * len(batch) / elapsed
 
 
+def baseline_round_trips_per_s(trips: int = 20000) -> float:
+    """Two threads echoing 32 bytes over a socket pair: the cost of the handoff alone."""
+    ours, theirs = socket.socketpair()
+
+    def echo() -> None:
+        while data := theirs.recv(256):
+            theirs.sendall(data)
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    start = time.perf_counter()
+    for _ in range(trips):
+        ours.sendall(VALUE)
+        ours.recv(256)
+    elapsed = time.perf_counter() - start
+    ours.close()
+    t.join(1)
+    theirs.close()
+    return trips / elapsed
+
+
 if __name__ == "__main__":
+    print(f"baseline round trips: {baseline_round_trips_per_s():10,.0f} /s "
+          f"(two threads, socket pair, no work)")
     print(f"xenstored single    : {ops_per_s_single():10,.0f} ops/s")
     print(f"xenstored pipelined : {ops_per_s_pipelined():10,.0f} ops/s "
           f"({PIPELINE_DEPTH} in flight)")

@@ -289,6 +289,8 @@ def bench_overhead(res):
 
 TARGETS = {
     "evtchn_roundtrip_us_p50": ("<=", 10.0),
+    "xenstored_ops_per_s": (">=", 30000.0),
+    "xenstored_ops_per_s_pipelined": (">=", 30000.0),
     "timer_wakeup_latency_us_p99": ("<=", 1000.0),
     "compute_ratio": (">=", 0.90),
     "hypercall_us_p50": ("<=", 3.0),
@@ -326,6 +328,19 @@ def bench_smp(res):
     res["host_parallelism_2_threads"] = bench_core.host_parallelism()
 
 
+# -- toolstack (issue 4): xenstored, creation with many domains running ----------------------
+def bench_xenstored(res):
+    import bench_xenstored
+    res["xenstored_ops_per_s"] = bench_xenstored.ops_per_s_single()
+    res["xenstored_ops_per_s_pipelined"] = bench_xenstored.ops_per_s_pipelined()
+
+
+def bench_create_with_running(res):
+    import bench_toolstack
+    res.update(bench_toolstack.create_ms_with_n_running(
+        progress=lambda msg: console.print(f"    {msg}")))
+
+
 def main() -> int:
     if not BENCH_ELF.exists():
         console.print("[red]guests are not built: run `make -C guests` first[/red]")
@@ -334,7 +349,9 @@ def main() -> int:
              ("TLB fills", bench_tlb), ("compute", bench_compute),
              ("domain creation", bench_create), ("hello boot", bench_hello),
              ("domain overhead", bench_overhead), ("event channels", bench_evtchn),
-             ("grant copy", bench_grant_copy), ("timers", bench_timers), ("SMP", bench_smp)]
+             ("grant copy", bench_grant_copy), ("timers", bench_timers), ("SMP", bench_smp),
+             ("xenstored", bench_xenstored),
+             ("creation with running domains", bench_create_with_running)]
     res: dict[str, float] = {}
     with console.status("benchmarking") as status:
         for label, fn in steps:
@@ -375,6 +392,13 @@ def main() -> int:
          "host thread sleep p99", res["host_sleep_lateness_us_p99"]),
         ("smp_scaling", res["smp_scaling"], "host parallelism (2 engines)",
          res["host_parallelism_2_threads"]),
+        ("xenstored_ops_per_s", res["xenstored_ops_per_s"], "", None),
+        ("xenstored_ops_per_s_pipelined", res["xenstored_ops_per_s_pipelined"], "", None),
+        ("create_ms_with_0_running", res["create_ms_with_0_running"], "", None),
+        ("create_ms_with_100_running", res["create_ms_with_100_running"], "0 running",
+         res["create_ms_with_0_running"]),
+        ("create_ms_with_500_running", res["create_ms_with_500_running"], "0 running",
+         res["create_ms_with_0_running"]),
     ]
     for key, value, base_name, base in rows:
         ratio = ("" if base in (None, 0) or key.startswith(("compute", "smp"))

@@ -33,7 +33,7 @@ usage() {
 expected_outcome() {
     case "$1" in
         test-triple-fault) echo reset ;;
-        test-hlt|bench-first-insn) echo hang ;;
+        test-hlt|bench-first-insn|idle) echo hang ;;
         test-hypercalls|test-hypercalls32|test-fuzz) echo skip ;;
         # These need Xen features (event channels, timers, grants, SMP, a peer
         # domain): without Xen they print the reason and SKIP.

@@ -218,7 +218,7 @@ class Vcpu:
                                  else RunstateState.runnable)
                         if state != self.runstate:
                             self._set_runstate(state)
-                        self._cond.wait(0.5)
+                        self._cond.wait()        # every state change notifies
                     if d.is_dying:
                         break
                     if self.runstate != RunstateState.runnable:
