@@ -273,8 +273,7 @@ class DomainManager:
 
     def _teardown(self, domid: int) -> None:
         with self._lock:
-            rec = self.records.pop(domid, None)
-            self._changed.notify_all()
+            rec = self.records.get(domid)
         for step in (lambda: self.xs.release(domid),
                      lambda: self.consoles.remove_domain(domid) if self.consoles else None,
                      lambda: self.xs.rm(f"/local/domain/{domid}"),
@@ -284,6 +283,10 @@ class DomainManager:
                 step()
             except Exception as e:  # noqa: BLE001 - tear down as much as possible
                 self.log(f"domain {domid}: cleanup step failed: {e}")
+        # Only now: waiters (xl shutdown -w) see the domain gone once it really is.
+        with self._changed:
+            self.records.pop(domid, None)
+            self._changed.notify_all()
         self.log(f"destroyed domain {domid}", INFO)
 
     def _xen(self, fn, domid: int) -> None:

@@ -14,7 +14,7 @@ import struct
 import time
 
 import pytest
-from conftest import Daemon
+from xsd_daemon import Daemon
 
 from pyxen.abi import constants as C
 from pyxen.abi.constants import XsType

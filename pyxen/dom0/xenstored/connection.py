@@ -7,7 +7,7 @@ so replies and watch events leave in the order they were produced.
 
 from __future__ import annotations
 
-import selectors
+import select
 import socket
 import struct
 import threading
@@ -18,6 +18,8 @@ from ...abi.constants import XENSTORE_RING_SIZE, XsType
 from .wire import HEADER, HEADER_SIZE, PAYLOAD_MAX
 
 _WATCH_EVENT = int(XsType.WATCH_EVENT)
+_GONE = select.EPOLLHUP | select.EPOLLERR
+_READABLE = select.EPOLLIN | _GONE
 SOCKET_RECV_SIZE = 65536
 SOCKET_OUTPUT_LIMIT = 1 << 20     # stop reading a socket client whose replies pile up
 
@@ -72,20 +74,26 @@ class SocketConnection(Connection):
     def __init__(self, service, sock: socket.socket, domid: int = 0):
         super().__init__(service, domid)
         self.sock = sock
+        self.fd = sock.fileno()
         self.inbuf = bytearray()
         self.outbuf = bytearray()
         self.want_read = True
         self.registered = 0               # selector events the loop watches for
 
     def wanted_events(self) -> int:
-        return (selectors.EVENT_READ if self.want_read else 0) | (
-            selectors.EVENT_WRITE if self.outbuf else 0)
+        return (select.EPOLLIN if self.want_read else 0) | (
+            select.EPOLLOUT if self.outbuf else 0)
 
     def on_io(self, mask: int) -> None:
         if self.dead:
             return
-        if mask & selectors.EVENT_READ and self.want_read:
-            self.on_readable()
+        if mask & _READABLE:
+            if self.want_read:
+                self.on_readable()
+            elif mask & _GONE:
+                # Hung up while we held its input back: nobody will read its replies.
+                self.service.drop_connection(self, None)
+                return
         if self.outbuf and not self.dead:
             self.service.dirty.add(self)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -73,7 +73,8 @@ class XenstoreService:
         self._log = log or _log.warning
         self._trace = False
         self._after_reply: Callable[[], None] | None = None
-        self._sel: selectors.BaseSelector | None = None
+        self._poll: select.epoll | None = None
+        self._fd_handlers: dict[int, Callable[[int], None]] = {}
         self._listener: socket.socket | None = None
         self._wake_fd = -1
         self._thread: threading.Thread | None = None
@@ -115,9 +116,9 @@ class XenstoreService:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("xenstored already started")
-        self._sel = selectors.DefaultSelector()
+        self._poll = select.epoll()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._sel.register(self._wake_fd, selectors.EVENT_READ, self._on_wake)
+        self._register(self._wake_fd, select.EPOLLIN, self._on_wake)
         if self.socket_path is not None:
             try:
                 os.unlink(self.socket_path)
@@ -129,7 +130,7 @@ class XenstoreService:
             listener.listen(128)
             listener.setblocking(False)
             self._listener = listener
-            self._sel.register(listener, selectors.EVENT_READ, self._on_accept)
+            self._register(listener.fileno(), select.EPOLLIN, self._on_accept)
         if self.privcmd is not None:
             self._open_event_channels()
         self._thread = threading.Thread(target=self._run, name="xenstored", daemon=True)
@@ -142,7 +143,7 @@ class XenstoreService:
 
         self._xenctrl = XenCtrl(self.privcmd)
         self._evtchn = EventChannelDevice.of(self.privcmd).open()
-        self._sel.register(self._evtchn, selectors.EVENT_READ, self._on_event_channel)
+        self._register(self._evtchn.fileno(), select.EPOLLIN, self._on_event_channel)
         try:
             self._virq_port = self._evtchn.bind_virq(Virq.DOM_EXC)
         except XenError:
@@ -176,7 +177,7 @@ class XenstoreService:
                 os.unlink(self.socket_path)
             except FileNotFoundError:
                 pass
-        self._sel.close()
+        self._poll.close()
         os.close(self._wake_fd)
 
     def __enter__(self) -> XenstoreService:
@@ -229,28 +230,43 @@ class XenstoreService:
         except OSError:
             pass
 
+    def _register(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
+        self._poll.register(fd, events)
+        self._fd_handlers[fd] = handler
+
+    def _unregister(self, fd: int) -> None:
+        self._fd_handlers.pop(fd, None)
+        try:
+            self._poll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
     def _in_loop(self) -> bool:
         return threading.get_ident() == self._loop_ident
 
     def _run(self) -> None:
         self._loop_ident = threading.get_ident()
-        sel = self._sel
+        poll = self._poll
+        handlers = self._fd_handlers
         while True:
-            with self.lock:
-                if self._stopping:
-                    return
-                self._apply_interest()
+            if self._interest or self._to_close or self._stopping:
+                with self.lock:
+                    if self._stopping:
+                        return
+                    self._apply_interest()
             try:
-                ready = sel.select()
-            except OSError as e:           # a closed descriptor slipped in: go round
-                self.note(f"xenstored: select failed: {e}")
+                ready = poll.poll()
+            except InterruptedError:
                 continue
             with self.lock:
-                for key, _mask in ready:
+                for fd, mask in ready:
+                    handler = handlers.get(fd)
+                    if handler is None:
+                        continue             # closed in this round
                     try:
-                        key.data(_mask)
+                        handler(mask)
                     except Exception as e:  # noqa: BLE001 - one bad event must not stop us
-                        self.note(f"xenstored: internal error serving {key.fileobj}: {e!r}")
+                        self.note(f"xenstored: internal error serving fd {fd}: {e!r}")
                 if self._deferred:
                     deferred, self._deferred = self._deferred, set()
                     for ring in deferred:
@@ -263,7 +279,7 @@ class XenstoreService:
     def _apply_interest(self) -> None:
         for conn in self._to_close:
             if conn.registered:
-                self._sel.unregister(conn.sock)
+                self._unregister(conn.fd)
                 conn.registered = 0
             conn.close()
         self._to_close.clear()
@@ -274,11 +290,11 @@ class XenstoreService:
             if events == conn.registered:
                 continue
             if not conn.registered:
-                self._sel.register(conn.sock, events, conn.on_io)
+                self._register(conn.fd, events, conn.on_io)
             elif not events:
-                self._sel.unregister(conn.sock)
+                self._unregister(conn.fd)
             else:
-                self._sel.modify(conn.sock, events, conn.on_io)
+                self._poll.modify(conn.fd, events)
             conn.registered = events
         self._interest.clear()
 
@@ -307,8 +323,8 @@ class XenstoreService:
             sock.setblocking(False)
             conn = SocketConnection(self, sock, 0)
             self.connections.add(conn)
-            self._sel.register(sock, selectors.EVENT_READ, conn.on_io)
-            conn.registered = selectors.EVENT_READ
+            self._register(conn.fd, select.EPOLLIN, conn.on_io)
+            conn.registered = select.EPOLLIN
 
     def flush_dirty(self) -> None:
         while self.dirty:
