@@ -113,11 +113,19 @@ class ControlClient:
             # Read exactly one line: bytes after it belong to the stream.
             line = bytearray()
             while not line.endswith(b"\n"):
-                b = s.recv(1)
+                try:
+                    b = s.recv(1)
+                except TimeoutError:
+                    raise ControlError("the pyxen host did not answer in time") from None
                 if not b:
                     raise ControlError("the pyxen host closed the connection")
                 line += b
-            reply = json.loads(line)
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                raise ControlError("the pyxen host sent a malformed reply") from None
+            if not isinstance(reply, dict):
+                raise ControlError("the pyxen host sent a malformed reply")
             if not reply.get("ok"):
                 raise ControlError(str(reply.get("error") or "request failed"))
             s.settimeout(None)

@@ -138,7 +138,7 @@ class HostDaemon:
         except OSError as e:
             raise DomainError(f"{config_path}: {e.strerror}") from None
         if dry_run:
-            return {"config": _jsonable(dc.__dict__)}
+            return {"config": dc.libxl_json()}
         rec = self.domains.create(dc, os.path.dirname(os.path.abspath(config_path)),
                                   paused=paused)
         return {"domid": rec.domid, "name": rec.name, "warnings": list(dc.warnings)}
@@ -162,6 +162,7 @@ class HostDaemon:
                 "shutdown_reason": info.shutdown_reason if info.shutdown else None,
                 "ssidref": 0, "cpupool": info.cpupool,
                 "uptime_s": (now - rec.created) if rec else now - self.started,
+                **({"config": rec.config.libxl_json()} if rec else {}),
             })
         return out
 
@@ -234,7 +235,15 @@ class HostDaemon:
         try:
             self.xc.set_parameters(params)
         except XenError as e:
-            raise DomainError(f"cannot set parameters \"{params}\": {e}") from None
+            # The hypervisor answers EINVAL and logs why; say why here too, with the
+            # same (pure) parameter rules it applies.
+            from ..hypervisor.params import ParamError, parse_runtime_assignments
+            try:
+                parse_runtime_assignments(params)
+                reason = f"invalid parameters ({e.strerror})"
+            except ParamError as pe:
+                reason = str(pe)
+            raise DomainError(reason) from None
 
     def op_stop(self) -> None:
         threading.Timer(0.05, self.request_stop).start()
@@ -364,16 +373,6 @@ def _claim_socket(path: str, what: str) -> None:
 def _uuid_of(handle: bytes):
     import uuid
     return uuid.UUID(bytes=bytes(handle))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 # -- the `pyxen-host` command ------------------------------------------------------------------

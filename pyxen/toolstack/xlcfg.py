@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_MEMORY_MIB",
     "DEFAULT_VCPUS",
     "DomainConfig",
+    "LIBXL_ACTION_NAMES",
     "PYTHON_HINT",
     "SHUTDOWN_ACTIONS",
     "XEN_FIRMWARE_DIR",
@@ -738,6 +739,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 SHUTDOWN_ACTIONS = ("destroy", "restart", "rename-restart", "preserve", "coredump-destroy",
                     "coredump-restart", "soft-reset")
 
+# How libxl's JSON spells each action (libxl_action_on_shutdown_to_string).
+LIBXL_ACTION_NAMES = {"destroy": "destroy", "restart": "restart",
+                      "rename-restart": "restart_rename", "preserve": "preserve",
+                      "coredump-destroy": "coredump_destroy",
+                      "coredump-restart": "coredump_restart", "soft-reset": "soft_reset"}
+
 # Where xl 4.10 looks for `firmware="pvgrub64"` and friends (XENFIRMWAREDIR).
 XEN_FIRMWARE_DIR = "/usr/lib/xen/boot"
 
@@ -835,6 +842,58 @@ class DomainConfig:
     def unknown_keys(self) -> list[str]:
         """Keys of extra_keys that xl 4.10 does not know; xl ignores them silently."""
         return [name for name in self.extra_keys if name not in XL_410_KEYS]
+
+    def libxl_json(self) -> dict:
+        """The config in the shape of libxl's `libxl_domain_config` JSON, as `xl create -n`
+        prints it (libxl_domain_config_to_json): only the fields this config sets, enum values
+        as libxl spells them ("restart_rename"), bitmaps as lists of set bits, sizes in KiB.
+        Devices (disk=, vif=, ...) are not rendered: pyxen does not build them yet."""
+        c_info: dict = {"type": self.type, "name": self.name}
+        if self.uuid is not None:
+            c_info["uuid"] = self.uuid.lower()
+        if self.pool is not None:
+            c_info["pool_name"] = self.pool
+        b_info: dict = {"max_vcpus": self.maxvcpus,
+                        "avail_vcpus": list(range(max(self.vcpus, 0)))}
+        for key, raw, sets in (("vcpu_hard_affinity", self.cpus, self.cpus_sets),
+                               ("vcpu_soft_affinity", self.cpus_soft, self.cpus_soft_sets)):
+            if sets is None:
+                continue
+            # A string applies to every vCPU (xl copies it for each); a list gives item i
+            # to vCPU i.
+            per_vcpu = sets * self.maxvcpus if isinstance(raw, str) else sets
+            b_info[key] = [sorted(cpus) for cpus in per_vcpu]
+        b_info["max_memkb"] = self.maxmem * 1024
+        b_info["target_memkb"] = self.memory * 1024
+        sched: dict = {}
+        if self.cpu_weight is not None:
+            sched["weight"] = self.cpu_weight
+        if self.cap is not None:
+            sched["cap"] = self.cap
+        if sched:
+            b_info["sched_params"] = sched
+        if self.max_event_channels is not None:
+            b_info["event_channels"] = self.max_event_channels
+        if self.max_grant_frames is not None:
+            b_info["max_grant_frames"] = self.max_grant_frames
+        if self.max_maptrack_frames is not None:
+            b_info["max_maptrack_frames"] = self.max_maptrack_frames
+        for key in ("kernel", "cmdline", "ramdisk"):
+            if getattr(self, key) is not None:
+                b_info[key] = getattr(self, key)
+        specific: dict = {}
+        if self.type == "pv":
+            if self.bootloader is not None:
+                specific["bootloader"] = self.bootloader
+            if self.bootloader_args is not None:
+                specific["bootloader_args"] = list(self.bootloader_args)
+        elif self.type == "hvm" and self.firmware is not None:
+            specific["firmware"] = self.firmware
+        b_info[f"type.{self.type}"] = specific
+        result: dict = {"c_info": c_info, "b_info": b_info}
+        for key in ("on_poweroff", "on_reboot", "on_watchdog", "on_crash", "on_soft_reset"):
+            result[key] = LIBXL_ACTION_NAMES[getattr(self, key)]
+        return result
 
 
 def _prefix_of(value: str, word: str) -> bool:
@@ -1052,6 +1111,16 @@ def build_domain_config(cfg: XlConfig) -> DomainConfig:
 
     dom.cpus, dom.cpus_sets = _affinity(read, "cpus", dom.maxvcpus)
     dom.cpus_soft, dom.cpus_soft_sets = _affinity(read, "cpus_soft", dom.maxvcpus)
+
+    # xl passes cpu_weight and cap on unchecked; libxl refuses them when it applies the
+    # scheduler parameters (credit and credit2 alike), which fails the creation.  pyxen
+    # refuses them here, with libxl's words, before anything is built.
+    if dom.cpu_weight is not None and not 1 <= dom.cpu_weight <= 65535:
+        raise read.error("cpu_weight", "Cpu weight out of range, valid values are within"
+                                       " range from 1 to 65535")
+    if dom.cap is not None and not 0 <= dom.cap <= 100 * dom.maxvcpus:
+        raise read.error("cap", "Cpu cap out of range, valid range is from 0 to"
+                                f" {100 * dom.maxvcpus} for specified number of vcpus")
 
     for key in ("max_grant_frames", "max_maptrack_frames"):
         try:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from pyxen.toolstack.xlcfg import XlConfigError, parse_config
+from pyxen.toolstack.xlcfg import (
+    LIBXL_ACTION_NAMES,
+    SHUTDOWN_ACTIONS,
+    XlConfigError,
+    build_domain_config,
+    parse_config,
+)
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "xlcfg_corpus"
@@ -383,3 +389,97 @@ def test_any_input_gives_a_config_or_one_line_error():
                     getter(name)
                 except XlConfigError as err:
                     assert len(str(err).splitlines()) == 1
+
+
+# --- values the real libxl decides: UUIDs, and how its JSON spells enums ------------------------
+
+LIBXL_CHECK_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <libxl.h>
+#include <libxl_uuid.h>
+
+/* xl's action names (xl_parse.c), in the order of libxl's enum. */
+static const struct { const char *xl; libxl_action_on_shutdown action; } actions[] = {
+    { "destroy", LIBXL_ACTION_ON_SHUTDOWN_DESTROY },
+    { "restart", LIBXL_ACTION_ON_SHUTDOWN_RESTART },
+    { "rename-restart", LIBXL_ACTION_ON_SHUTDOWN_RESTART_RENAME },
+    { "preserve", LIBXL_ACTION_ON_SHUTDOWN_PRESERVE },
+    { "coredump-destroy", LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_DESTROY },
+    { "coredump-restart", LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_RESTART },
+    { "soft-reset", LIBXL_ACTION_ON_SHUTDOWN_SOFT_RESET },
+};
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "uuid")) {
+        for (int i = 2; i < argc; i++) {
+            libxl_uuid u;
+            printf("%d\n", libxl_uuid_from_string(&u, argv[i]) == 0);
+        }
+    } else if (argc > 1 && !strcmp(argv[1], "enums")) {
+        for (unsigned i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+            printf("action %s %s\n", actions[i].xl,
+                   libxl_action_on_shutdown_to_string(actions[i].action));
+        printf("type pv %s\n", libxl_domain_type_to_string(LIBXL_DOMAIN_TYPE_PV));
+        printf("type pvh %s\n", libxl_domain_type_to_string(LIBXL_DOMAIN_TYPE_PVH));
+        printf("type hvm %s\n", libxl_domain_type_to_string(LIBXL_DOMAIN_TYPE_HVM));
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def libxl_check(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is required to build the libxl cross-check tool")
+    work = tmp_path_factory.mktemp("libxl_check")
+    (work / "check.c").write_text(LIBXL_CHECK_C)
+    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(work / "check"), str(work / "check.c"),
+                    "-lxenlight"], check=True, capture_output=True, text=True)
+
+    def run(*args: str) -> list[str]:
+        return subprocess.run([str(work / "check"), *args], check=True, capture_output=True,
+                              text=True).stdout.splitlines()
+    return run
+
+
+UUIDS = [
+    "3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f", "3B1E2C4D-5A6F-4E7D-8C9B-0A1B2C3D4E5F",
+    "00000000-0000-0000-0000-000000000000", "3b1e2c4d5a6f4e7d8c9b0a1b2c3d4e5f",
+    "3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5", "3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5fa",
+    "zb1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f", " 3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5",
+    "3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f ", "{3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f}",
+    "3b1e2c4d_5a6f_4e7d_8c9b_0a1b2c3d4e5f", "3b1e2c4d-5a6f-4e7d-8c9b0-a1b2c3d4e5f",
+    "+b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f", "0x1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f",
+    "3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5\u00e9", "",
+]
+
+
+def test_uuid_acceptance_agrees_with_libxl(libxl_check):
+    theirs = [line == "1" for line in libxl_check("uuid", *UUIDS)]
+    ours = []
+    for uuid in UUIDS:
+        try:
+            build_domain_config(parse_config(f'name = "g"\nkernel = "/k"\nuuid = "{uuid}"\n'))
+            ours.append(True)
+        except XlConfigError as err:
+            assert str(err) == f"<config>:3: Failed to parse UUID: {uuid}"
+            ours.append(False)
+    assert ours == theirs
+    assert theirs.count(True) == 3
+
+
+def test_libxl_json_enum_spellings_agree_with_libxl(libxl_check):
+    lines = [line.split() for line in libxl_check("enums")]
+    actions = {xl: json for kind, xl, json in lines if kind == "action"}
+    assert actions == LIBXL_ACTION_NAMES
+    assert set(actions) == set(SHUTDOWN_ACTIONS)
+    types = {xl: json for kind, xl, json in lines if kind == "type"}
+    assert types == {"pv": "pv", "pvh": "pvh", "hvm": "hvm"}
+    # and those are the spellings our JSON uses
+    dom = build_domain_config(parse_config(
+        'name = "g"\ntype = "pvh"\nkernel = "/k"\non_crash = "rename-restart"\n'))
+    assert dom.libxl_json()["on_crash"] == actions["rename-restart"]
+    assert dom.libxl_json()["c_info"]["type"] == types["pvh"]

@@ -427,3 +427,88 @@ def test_hvmloader_as_kernel_is_dropped_for_hvm():
     dom = domain('name = "g"\ntype = "hvm"\nkernel = "/usr/lib/xen/boot/hvmloader"\n')
     assert dom.kernel is None
     assert "firmware_override" in dom.warnings[0]
+
+
+# --- scheduler parameters are validated as libxl validates them -------------------------------
+
+@pytest.mark.parametrize("weight", [1, 256, 65535])
+def test_weight_in_range(weight):
+    assert domain(PV_BASE + f"cpu_weight = {weight}\n").cpu_weight == weight
+
+
+@pytest.mark.parametrize("weight", ["0", "65536", "'-1'", "0x10000"])
+def test_weight_out_of_range(weight):
+    assert error_of(PV_BASE + f"cpu_weight = {weight}\n") == (
+        "g.cfg:3: Cpu weight out of range, valid values are within range from 1 to 65535")
+
+
+def test_cap_range_depends_on_maxvcpus():
+    assert domain(PV_BASE + "cap = 0\n").cap == 0
+    assert domain(PV_BASE + "cap = 100\n").cap == 100
+    assert domain(PV_BASE + "vcpus = 2\nmaxvcpus = 4\ncap = 400\n").cap == 400
+    assert error_of(PV_BASE + "cap = 101\n") == (
+        "g.cfg:3: Cpu cap out of range, valid range is from 0 to 100 for specified number"
+        " of vcpus")
+    assert error_of(PV_BASE + "vcpus = 2\ncap = '-1'\n") == (
+        "g.cfg:4: Cpu cap out of range, valid range is from 0 to 200 for specified number"
+        " of vcpus")
+
+
+def test_weight_from_an_override_is_checked_too():
+    cfg = parse_config(PV_BASE, "g.cfg", overrides=["cpu_weight=70000"])
+    with pytest.raises(XlConfigError, match=r"^g\.cfg:4: Cpu weight out of range"):
+        build_domain_config(cfg)
+
+
+def test_affinity_list_of_lists_stops_like_xl():
+    # xl reads list items while they are strings; a nested list ends the list.
+    dom = domain(PV_BASE + "vcpus = 3\ncpus = ['1', ['2'], '3']\n")
+    assert dom.cpus_sets == [frozenset({1})]
+
+
+# --- the libxl-shaped JSON (xl create -n) --------------------------------------------------------
+
+def test_libxl_json_minimal():
+    data = domain(PV_BASE).libxl_json()
+    assert data == {
+        "c_info": {"type": "pv", "name": "g"},
+        "b_info": {"max_vcpus": 1, "avail_vcpus": [0], "max_memkb": 32768,
+                   "target_memkb": 32768, "kernel": "/boot/vmlinuz", "type.pv": {}},
+        "on_poweroff": "destroy", "on_reboot": "restart", "on_watchdog": "destroy",
+        "on_crash": "destroy", "on_soft_reset": "soft_reset",
+    }
+    assert list(data) == ["c_info", "b_info", "on_poweroff", "on_reboot", "on_watchdog",
+                          "on_crash", "on_soft_reset"]
+
+
+def test_libxl_json_full():
+    dom = domain(
+        'name = "web"\ntype = "pvh"\nkernel = "/k"\nramdisk = "/r"\nroot = "/dev/xvda1"\n'
+        'extra = "console=hvc0"\nuuid = "3B1E2C4D-5A6F-4E7D-8C9B-0A1B2C3D4E5F"\n'
+        "memory = 256\nmaxmem = 512\nvcpus = 2\nmaxvcpus = 3\ncpus = '0-1,^0,3'\n"
+        "cpus_soft = ['0', '1-2']\ncpu_weight = 512\ncap = 150\npool = 'fast'\n"
+        "on_crash = 'rename-restart'\non_reboot = 'coredump-destroy'\n"
+        "max_event_channels = 1023\n")
+    data = dom.libxl_json()
+    assert data["c_info"] == {"type": "pvh", "name": "web",
+                              "uuid": "3b1e2c4d-5a6f-4e7d-8c9b-0a1b2c3d4e5f",
+                              "pool_name": "fast"}
+    b = data["b_info"]
+    assert (b["max_vcpus"], b["avail_vcpus"]) == (3, [0, 1])
+    assert b["vcpu_hard_affinity"] == [[1, 3], [1, 3], [1, 3]]  # a string: every vCPU
+    assert b["vcpu_soft_affinity"] == [[0], [1, 2]]              # a list: item i, vCPU i
+    assert (b["max_memkb"], b["target_memkb"]) == (524288, 262144)
+    assert b["sched_params"] == {"weight": 512, "cap": 150}
+    assert b["event_channels"] == 1023
+    assert (b["kernel"], b["ramdisk"], b["cmdline"]) == (
+        "/k", "/r", "root=/dev/xvda1 console=hvc0")
+    assert b["type.pvh"] == {}
+    assert (data["on_crash"], data["on_reboot"]) == ("restart_rename", "coredump_destroy")
+
+
+def test_libxl_json_leaves_out_what_needs_the_host():
+    dom = domain(PV_BASE + "cpus = 'all'\nbootloader = 'pygrub'\n"
+                           "bootloader_args = ['-q']\n")
+    b = dom.libxl_json()["b_info"]
+    assert "vcpu_hard_affinity" not in b
+    assert b["type.pv"] == {"bootloader": "pygrub", "bootloader_args": ["-q"]}
