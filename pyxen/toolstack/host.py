@@ -155,7 +155,9 @@ class HostDaemon:
                 "mem_kb": info.tot_pages * 4, "max_mem_kb": info.max_pages * 4,
                 "vcpus": info.max_vcpu_id + 1 if info.max_vcpu_id < 0xFFFF_FFFF else 0,
                 "online_vcpus": info.nr_online_vcpus, "cpu_time_ns": info.cpu_time_ns,
-                "running": info.running, "blocked": info.blocked, "paused": info.paused,
+                # Dom0 is this process: always running, as xl shows Domain-0.
+                "running": info.running or info.domid == 0, "blocked": info.blocked,
+                "paused": info.paused,
                 "shutdown": info.shutdown and info.shutdown_reason != ShutdownReason.crash,
                 "crashed": info.shutdown and info.shutdown_reason == ShutdownReason.crash,
                 "dying": info.dying,
@@ -413,3 +415,7 @@ def run() -> None:
 
 
 __all__ = ["HostDaemon", "HostError", "ControlClient", "main", "run"]
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,110 @@
+"""pyxen-host and pyxl as separate processes, as people use them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    env = dict(os.environ, PYXEN_CONTROL=str(tmp_path / "control.sock"),
+               XENSTORED_PATH=str(tmp_path / "xenstored.sock"))
+    proc = subprocess.Popen([sys.executable, "-m", "pyxen.toolstack.host", "guest_loglvl=all",
+                             "--log-dir", str(tmp_path / "logs")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "control.sock").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "pyxen-host did not start"
+        time.sleep(0.05)
+    try:
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def xl(env, *args: str, timeout: float = 60, stdin: str | None = None):
+    return subprocess.run([sys.executable, "-m", "pyxen.toolstack.xl", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          input=stdin)
+
+
+def test_create_list_shutdown_destroy(daemon):
+    r = xl(daemon, "create", "guests/test-shutdown/test-shutdown.cfg")
+    assert r.returncode == 0, r.stderr
+    r = xl(daemon, "list")
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Name                                        ID   Mem VCPUs\tState\tTime(s)"
+    assert re.match(r"Domain-0 +0 +\d+ +\d+ +r----- +\d+\.\d$", lines[1]), lines[1]
+    assert re.match(r"test-shutdown +1 +16 +1 +[-r][-b]---- +\d+\.\d$", lines[2]), lines[2]
+    listing = json.loads(xl(daemon, "list", "-l").stdout)
+    assert any(d.get("domid") == 1 for d in listing)
+    assert xl(daemon, "domid", "test-shutdown").stdout.strip() == "1"
+    assert xl(daemon, "domname", "1").stdout.strip() == "test-shutdown"
+    r = xl(daemon, "shutdown", "-w", "test-shutdown")
+    assert r.returncode == 0, r.stderr
+    assert "test-shutdown" not in xl(daemon, "list").stdout
+    assert "(d1) shutdown request: poweroff" in xl(daemon, "dmesg").stdout
+    # destroy of a paused guest, and errors for domains that are not there.
+    assert xl(daemon, "create", "-p", "guests/hello/hello.cfg").returncode == 0
+    assert xl(daemon, "destroy", "hello").returncode == 0
+    r = xl(daemon, "destroy", "hello")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_set_parameters_and_dmesg(daemon):
+    assert xl(daemon, "set-parameters", "loglvl=warning").returncode == 0
+    xl(daemon, "create", "-p", "guests/hello/hello.cfg")
+    xl(daemon, "destroy", "hello")
+    assert "Created domain" not in xl(daemon, "dmesg").stdout
+    assert xl(daemon, "set-parameters", "loglvl=all").returncode == 0
+    xl(daemon, "create", "-p", "guests/hello/hello.cfg")
+    xl(daemon, "destroy", "hello")
+    assert "Created domain" in xl(daemon, "dmesg").stdout
+    r = xl(daemon, "set-parameters", "sched=credit2")
+    assert r.returncode != 0 and "run time" in r.stderr
+
+
+def test_console_attaches_and_ends_with_the_guest(daemon):
+    r = xl(daemon, "create", "-c", "guests/test-pvconsole/test-pvconsole.cfg",
+           "cmdline='console=pv expect_input=0'", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "line 0064/0064" in r.stdout and "Test result: SUCCESS" in r.stdout
+
+
+def test_on_crash_restart_restarts(daemon, tmp_path):
+    cfg = tmp_path / "crash.cfg"
+    cfg.write_text(f'name = "crasher"\ntype = "pvh"\n'
+                   f'kernel = "{ROOT}/guests/out/test-triple-fault.elf"\nmemory = 16\n'
+                   'on_crash = "restart"\n')
+    assert xl(daemon, "create", str(cfg)).returncode == 0
+    deadline = time.monotonic() + 30
+    ids = set()
+    while time.monotonic() < deadline and len(ids) < 3:
+        for line in xl(daemon, "list").stdout.splitlines()[1:]:
+            if line.startswith("crasher"):
+                ids.add(int(line.split()[1]))
+        time.sleep(0.1)
+    assert len(ids) >= 3, ids            # it crashed and came back, more than once
+    xl(daemon, "destroy", "crasher")
+
+
+def test_no_daemon_is_one_line(tmp_path):
+    env = dict(os.environ, PYXEN_CONTROL=str(tmp_path / "none.sock"))
+    r = xl(env, "list")
+    assert r.returncode != 0
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
