@@ -146,7 +146,7 @@ class HostDaemon:
     def op_list(self) -> list[dict]:
         out = []
         now = time.time()
-        for info in self.xc.domain_getinfolist():
+        for info in self.xc.domain_getinfo_all():
             rec = self.domains.records.get(info.domid)
             out.append({
                 "domid": info.domid,
@@ -218,7 +218,7 @@ class HostDaemon:
         return data.decode(errors="replace")
 
     def op_vcpu_list(self, domid: int | None = None) -> list[dict]:
-        infos = self.xc.domain_getinfolist()
+        infos = self.xc.domain_getinfo_all()
         out = []
         for info in infos:
             if domid is not None and info.domid != domid:

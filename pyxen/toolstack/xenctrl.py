@@ -154,6 +154,17 @@ class XenCtrl:
         finally:
             self.privcmd.release(buf)
 
+    def domain_getinfo_all(self, batch: int = 256) -> list[DomainInfo]:
+        """Every domain, in batches of getdomaininfolist."""
+        out: list[DomainInfo] = []
+        first = 0
+        while True:
+            chunk = self.domain_getinfolist(first, batch)
+            out.extend(chunk)
+            if len(chunk) < batch:
+                return out
+            first = chunk[-1].domid + 1
+
     def domain_hvm_setcontext(self, domid: int, blob: bytes) -> None:
         buf = self.privcmd.buffer(blob)
         try:

@@ -751,8 +751,11 @@ class XenstoreService:
         """VIRQ_DOM_EXC: a domain shut down or died. Dying and vanished domains are
         released; @releaseDomain fires once per shutdown (until RESUME)."""
         notify = False
+        # One sysctl for all domains: per-domain lookups made this O(N) hypercalls
+        # under the store lock, which slowed every client down on a busy host.
+        infos = {i.domid: i for i in self._xenctrl.domain_getinfo_all()}
         for dom in list(self.domains.values()):
-            info = self._xenctrl.domain_getinfo(dom.domid)
+            info = infos.get(dom.domid)
             if info is not None:
                 if info.shutdown and not dom.shutdown:
                     dom.shutdown = True
