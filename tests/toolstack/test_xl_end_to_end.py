@@ -108,3 +108,40 @@ def test_no_daemon_is_one_line(tmp_path):
     r = xl(env, "list")
     assert r.returncode != 0
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_console_on_a_terminal_detaches_with_ctrl_right_bracket(daemon):
+    """`pyxl console` on a pty: raw mode, output shown, Ctrl-] detaches (exit 0) and
+    the guest keeps running."""
+    import pty
+    import select
+    assert xl(daemon, "create", "guests/test-shutdown/test-shutdown.cfg").returncode == 0
+    pid, fd = pty.fork()
+    if pid == 0:                                        # the child: pyxl on a terminal
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "pyxen.toolstack.xl", "console",
+                                   "test-shutdown"], daemon)
+    try:
+        time.sleep(1.0)                                 # attached
+        os.write(fd, b"\x1d")
+        deadline = time.monotonic() + 15
+        status = None
+        while time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                break
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    os.read(fd, 4096)
+                except OSError:
+                    pass
+        assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+    assert "test-shutdown" in xl(daemon, "list").stdout       # still running
+    assert xl(daemon, "destroy", "test-shutdown").returncode == 0
