@@ -331,6 +331,7 @@ def bench_smp(res):
 # -- toolstack (issue 4): xenstored, creation with many domains running ----------------------
 def bench_xenstored(res):
     import bench_xenstored
+    res["socket_round_trips_per_s"] = bench_xenstored.baseline_round_trips_per_s()
     res["xenstored_ops_per_s"] = bench_xenstored.ops_per_s_single()
     res["xenstored_ops_per_s_pipelined"] = bench_xenstored.ops_per_s_pipelined()
 
@@ -392,7 +393,8 @@ def main() -> int:
          "host thread sleep p99", res["host_sleep_lateness_us_p99"]),
         ("smp_scaling", res["smp_scaling"], "host parallelism (2 engines)",
          res["host_parallelism_2_threads"]),
-        ("xenstored_ops_per_s", res["xenstored_ops_per_s"], "", None),
+        ("xenstored_ops_per_s", res["xenstored_ops_per_s"],
+         "bare socket round trips/s (2 threads)", res["socket_round_trips_per_s"]),
         ("xenstored_ops_per_s_pipelined", res["xenstored_ops_per_s_pipelined"], "", None),
         ("create_ms_with_0_running", res["create_ms_with_0_running"], "", None),
         ("create_ms_with_100_running", res["create_ms_with_100_running"], "0 running",
