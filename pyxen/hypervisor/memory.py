@@ -27,7 +27,11 @@ class MachineMemory:
     def __init__(self, size_bytes: int):
         if size_bytes <= 0 or size_bytes % PAGE_SIZE:
             raise ValueError("machine memory size must be a positive multiple of 4 KiB")
-        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+        # MAP_NORESERVE keeps the reservation out of the commit charge (Python 3.11's
+        # mmap module lacks the constant; 0x4000 is its Linux value). Without it each
+        # host charges its whole machine size, and a process holding a few hosts can
+        # no longer fork under the kernel's heuristic overcommit.
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000)
         self.size = size_bytes
         self.nr_frames = size_bytes >> PAGE_SHIFT
         self.mm = mmap.mmap(-1, size_bytes, flags=flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 
 import pytest
@@ -177,3 +178,26 @@ def test_randomized_alloc_free_against_a_model(seed):
         assert mm.free_frames == nr - 1 - len(used)
         owners = {f: o for extents, o in live for f in _frames(extents)}
         assert all(mm.owner[f] == owners.get(f, NO_OWNER) for f in range(nr))
+
+
+def test_machine_memory_is_reserved_without_a_commit_charge():
+    """A host's machine memory is address space, not committed memory: a process
+    holding several large hosts must still be able to fork (pty tests, daemons)."""
+    if open("/proc/sys/vm/overcommit_memory").read().strip() == "2":
+        pytest.skip("strict overcommit charges every private mapping")
+    mm = MachineMemory(64 << 30)                # more than the machine's RAM
+    flags = None
+    with open("/proc/self/smaps") as smaps:
+        inside = False
+        for line in smaps:
+            if "-" in line.split()[0] and not line.startswith("VmFlags"):
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                inside = start <= mm.host_base < end
+            elif inside and line.startswith("VmFlags:"):
+                flags = line.split()[1:]
+                break
+    assert flags is not None and "nr" in flags, flags
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
