@@ -124,7 +124,8 @@ static void server(domid_t peer, unsigned long count)
         w.p = &pg->c2s_seq;
         w.want = expect;
         if (!sdk_wait(seq_changed, &w, wait_ns)) {
-            check(false, "message %u arrived in time", expect);
+            check(false, "message %u arrived in time (page: c2s_seq %u s2c_seq %u)", expect,
+                  pg->c2s_seq, pg->s2c_seq);
             break;
         }
         uint32_t got = pg->c2s_seq;
@@ -191,7 +192,8 @@ static void client(domid_t peer, unsigned long count)
         evtchn_send((evtchn_port_t)lp);
         w.want = i;
         if (!sdk_wait(seq_changed, &w, wait_ns)) {
-            check(false, "reply %u arrived in time", i);
+            check(false, "reply %u arrived in time (page: c2s_seq %u s2c_seq %u)", i,
+                  pg->c2s_seq, pg->s2c_seq);
             break;
         }
         uint32_t got = pg->s2c_seq;
