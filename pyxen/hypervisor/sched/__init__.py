@@ -1,0 +1,1 @@
+"""Scheduling: the framework interface (core), the schedulers, the simulator."""
