@@ -297,6 +297,8 @@ TARGETS = {
     "exception_us_p50": ("<=", 20.0),
     "tlb_fill_us": ("<=", 3.0),
     "create_to_first_insn_ms": ("<=", 5.0),
+    "sched_sim_512vcpu_60s_wall_s": ("<=", 30.0),
+    "sched_decision_us_p50": ("<=", 5.0),
 }
 
 
@@ -342,6 +344,16 @@ def bench_create_with_running(res):
         progress=lambda msg: console.print(f"    {msg}")))
 
 
+def bench_sched(res):
+    import bench_sched
+    info: dict = {}
+    res["sched_sim_512vcpu_60s_wall_s"] = bench_sched.sim_512vcpu_60s_wall_s(details=info)
+    console.print(f"    credit2: {info}")
+    res["sched_sim_512vcpu_60s_wall_s_rr"] = bench_sched.sim_512vcpu_60s_wall_s(
+        scheduler="rr")
+    res["sched_decision_us_p50"] = bench_sched.decision_us_p50()
+
+
 def main() -> int:
     if not BENCH_ELF.exists():
         console.print("[red]guests are not built: run `make -C guests` first[/red]")
@@ -352,7 +364,8 @@ def main() -> int:
              ("domain overhead", bench_overhead), ("event channels", bench_evtchn),
              ("grant copy", bench_grant_copy), ("timers", bench_timers), ("SMP", bench_smp),
              ("xenstored", bench_xenstored),
-             ("creation with running domains", bench_create_with_running)]
+             ("creation with running domains", bench_create_with_running),
+             ("scheduler simulator", bench_sched)]
     res: dict[str, float] = {}
     with console.status("benchmarking") as status:
         for label, fn in steps:
@@ -401,6 +414,9 @@ def main() -> int:
          res["create_ms_with_0_running"]),
         ("create_ms_with_500_running", res["create_ms_with_500_running"], "0 running",
          res["create_ms_with_0_running"]),
+        ("sched_sim_512vcpu_60s_wall_s", res["sched_sim_512vcpu_60s_wall_s"],
+         "simulator with round-robin", res["sched_sim_512vcpu_60s_wall_s_rr"]),
+        ("sched_decision_us_p50", res["sched_decision_us_p50"], "", None),
     ]
     for key, value, base_name, base in rows:
         ratio = ("" if base in (None, 0) or key.startswith(("compute", "smp"))
