@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import struct
 import threading
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -129,15 +128,17 @@ class FramePins:
         return total
 
 
-_registries: weakref.WeakKeyDictionary[MachineMemory, FramePins] = weakref.WeakKeyDictionary()
-_registries_lock = threading.Lock()
+_pins_lock = threading.Lock()
 
 
 def frame_pins(machine: MachineMemory) -> FramePins:
-    with _registries_lock:
-        pins = _registries.get(machine)
+    """The machine's pin registry. It lives on the machine object (a module-level
+    weak-keyed map would be kept alive by its own value, which refers to the
+    machine, and leak every host's memory reservation)."""
+    with _pins_lock:
+        pins = getattr(machine, "frame_pins", None)
         if pins is None:
-            pins = _registries[machine] = FramePins(machine)
+            pins = machine.frame_pins = FramePins(machine)
         return pins
 
 

@@ -38,6 +38,7 @@ class MachineMemory:
         self.view = memoryview(self.mm)
         self.host_base = ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
         self._lock = threading.Lock()
+        self.frame_pins = None       # grant tables' pin registry, made on first use
         # Free extents as [start_mfn, count], kept sorted; frame 0 stays reserved so
         # that MFN 0 never backs guest memory (catches "0 means none" bugs).
         self._free: list[list[int]] = [[1, self.nr_frames - 1]]

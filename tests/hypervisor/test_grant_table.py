@@ -627,3 +627,18 @@ def test_long_batches_continue_in_chunks(host, pair):
     assert a.call(GT, Op.swap_grant_ref, addr + 256 * L.size, n - 256) == 0
     assert all(L.unpack(a.get(addr + i * L.size, L.size)).status == St.okay
                for i in range(n))
+
+
+def test_a_hosts_machine_memory_is_freed_with_it():
+    """The grant pin registry must not keep a machine's memory alive after its host."""
+    import gc
+    import weakref
+
+    from pyxen.hypervisor.grant_table import frame_pins
+    from pyxen.hypervisor.memory import MachineMemory
+    m = MachineMemory(64 * 4096)
+    assert frame_pins(m) is frame_pins(m)
+    ref = weakref.ref(m)
+    del m
+    gc.collect()
+    assert ref() is None

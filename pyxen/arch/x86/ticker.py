@@ -14,6 +14,7 @@ import threading
 import time
 
 PERIOD_S = 0.001
+IDLE_EXIT_S = 1.0    # an idle ticker's thread ends (hosts come and go in one process)
 
 
 class Ticker:
@@ -38,7 +39,12 @@ class Ticker:
 
     def _loop(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._wake.wait(IDLE_EXIT_S):
+                with self._lock:
+                    if not self._watched and not self._wake.is_set():
+                        self._thread = None          # the next watch() starts another
+                        return
+                continue
             time.sleep(PERIOD_S)
             with self._lock:
                 watched = list(self._watched)
