@@ -69,7 +69,11 @@ class Decision:
 
 
 class SchedEnv(Protocol):
-    """What the framework offers a scheduler."""
+    """What the framework offers a scheduler.
+
+    Optional, outside the protocol: a `tracing` attribute; False means `trace()`
+    records nothing, so a scheduler may skip building trace payloads (credit2 reads
+    it once, when it is created). Without the attribute, assume tracing is on."""
 
     def now(self) -> int:
         """Current time, ns."""

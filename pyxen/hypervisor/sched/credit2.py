@@ -36,6 +36,7 @@ numbers always walked in ascending order, lists keep insertion order.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 from .core import NO_TIMER, Decision, SchedDomain, SchedEnv, Scheduler, SchedUnit
@@ -100,10 +101,6 @@ TRC_CSCHED2_RUNQ_CAND_CHECK = _TRC_CSCHED2 | 23
 _U32 = 0xFFFF_FFFF
 
 
-def _u32(v: int) -> int:
-    return v & _U32
-
-
 def _pair16(lo: int, hi: int) -> int:
     """Two 16-bit fields in one word, the first in the low half (GCC bitfield order)."""
     return (lo & 0xFFFF) | ((hi & 0xFFFF) << 16)
@@ -166,6 +163,7 @@ class _Dom:
 class _Unit:
     def __init__(self, unit: SchedUnit | None, sdom: _Dom | None, idle_cpu: int = -1):
         self.unit = unit
+        self.is_idle = unit is None      # an idle unit (one per pCPU), never changes
         self.sdom = sdom
         self.idle_cpu = idle_cpu
         self.rqd: _RunQueue | None = None
@@ -189,10 +187,11 @@ class _Unit:
         # pause flags
         self.parked = False              # _VPF_parked: out of budget
         self.migrating = False           # _VPF_migrating: re-place when switched away
-
-    @property
-    def is_idle(self) -> bool:
-        return self.unit is None
+        # effective affinity masks (see Credit2._masks), valid while the unit's raw masks
+        # are these very objects and the pool has not changed
+        self.masks_of: tuple[Any, Any, int] | None = None
+        self.hard: frozenset[int] = frozenset()
+        self.soft: frozenset[int] | None = None
 
     @property
     def domid(self) -> int:
@@ -217,6 +216,9 @@ class Credit2(Scheduler):
 
     def __init__(self, env: SchedEnv, cpus: frozenset[int]):
         super().__init__(env, frozenset())
+        # Building trace payloads is a good part of the cost of every call: skip it when
+        # the environment says nobody records them (the simulator without a trace file).
+        self._tracing = bool(getattr(env, "tracing", True))
         arrangement = env.param("credit2_runqueue", "socket")
         if arrangement not in RUNQUEUE_ARRANGEMENTS:
             raise ValueError(f"credit2_runqueue: expected one of "
@@ -226,7 +228,7 @@ class Credit2(Scheduler):
         ratelimit = int(env.param("sched_ratelimit_us", DEFAULT_RATELIMIT_US))
         if ratelimit and not RATELIMIT_MIN_US <= ratelimit <= RATELIMIT_MAX_US:
             ratelimit = DEFAULT_RATELIMIT_US     # out of range: Xen resets to the default
-        self.ratelimit_us = ratelimit
+        self.ratelimit_us = ratelimit            # also sets _ratelimit_ns
 
         self.migrate_resist = int(env.param("sched_credit2_migrate_resist",
                                             DEFAULT_MIGRATE_RESIST_US)) * US
@@ -247,6 +249,8 @@ class Credit2(Scheduler):
 
         self.rqd: list[_RunQueue] = []          # runqueue slots, indexed by id
         self.runq_map: dict[int, int] = {}      # pCPU -> runqueue id
+        self._rqd_of: dict[int, _RunQueue] = {}  # pCPU -> its runqueue (runq_map, resolved)
+        self._pool_gen = 0                       # bumped when pCPUs come or go (mask cache)
         self.curr: dict[int, _Unit] = {}        # what each pCPU runs (its idle unit if none)
         self.idle_units: dict[int, _Unit] = {}
         self.doms: list[_Dom] = []
@@ -256,17 +260,23 @@ class Credit2(Scheduler):
 
     # -- small helpers ---------------------------------------------------------------------
     def _trace(self, event: int, *words: int) -> None:
-        self.env.trace(event, *(_u32(w) for w in words))
+        """Record an event; callers check `self._tracing` first (payloads cost)."""
+        self.env.trace(event, *[w & _U32 for w in words])
 
     def _c2rqd(self, cpu: int) -> _RunQueue:
-        return self.rqd[self.runq_map[cpu]]
+        return self._rqd_of[cpu]
 
     def _active_queues(self) -> list[_RunQueue]:
         return [r for r in self.rqd if r.id >= 0]
 
     @property
-    def _ratelimit_ns(self) -> int:
-        return self.ratelimit_us * US
+    def ratelimit_us(self) -> int:
+        return self._ratelimit_us
+
+    @ratelimit_us.setter
+    def ratelimit_us(self, value: int) -> None:
+        self._ratelimit_us = value
+        self._ratelimit_ns = value * US
 
     @staticmethod
     def _has_cap(svc: _Unit) -> bool:
@@ -287,11 +297,38 @@ class Credit2(Scheduler):
         """cpu ∈ the raw soft mask (an unset soft affinity means every pCPU)."""
         return not unit.soft_affinity or cpu in unit.soft_affinity
 
-    def _balance_masks(self, unit: SchedUnit) -> list[frozenset[int]]:
+    def _masks(self, svc: _Unit) -> tuple[frozenset[int], frozenset[int] | None]:
+        """(hard_cpus, soft_cpus) of the unit, cached on it: recomputed when its raw
+        masks are replaced (frozensets, so the same object means the same mask; this
+        also covers changes behind the scheduler's back) or pCPUs come or go."""
+        unit = svc.unit
+        key = svc.masks_of
+        if (key is None or key[0] is not unit.hard_affinity
+                or key[1] is not unit.soft_affinity or key[2] != self._pool_gen):
+            hard = super().hard_cpus(unit)
+            # Scheduler.soft_cpus, without its call back into (this) hard_cpus
+            soft = hard & unit.soft_affinity if unit.soft_affinity else None
+            svc.hard = hard
+            svc.soft = soft if soft and soft != hard else None
+            svc.masks_of = (unit.hard_affinity, unit.soft_affinity, self._pool_gen)
+        return svc.hard, svc.soft
+
+    def hard_cpus(self, unit: SchedUnit) -> frozenset[int]:
+        svc = unit.priv
+        if isinstance(svc, _Unit) and svc.unit is unit:
+            return self._masks(svc)[0]
+        return super().hard_cpus(unit)
+
+    def soft_cpus(self, unit: SchedUnit) -> frozenset[int] | None:
+        svc = unit.priv
+        if isinstance(svc, _Unit) and svc.unit is unit:
+            return self._masks(svc)[1]
+        return super().soft_cpus(unit)
+
+    def _balance_masks(self, svc: _Unit) -> tuple[frozenset[int], ...]:
         """The SOFT then HARD balance-step masks (∩ pool); SOFT only when it counts."""
-        soft = self.soft_cpus(unit)
-        hard = self.hard_cpus(unit)
-        return [soft, hard] if soft is not None else [hard]
+        hard, soft = self._masks(svc)
+        return (soft, hard) if soft is not None else (hard,)
 
     def _svc(self, unit: SchedUnit) -> _Unit:
         svc = unit.priv
@@ -307,12 +344,12 @@ class Credit2(Scheduler):
             for c in topo}
 
     def _smt_idle_mask_set(self, cpu: int, idlers: set[int], mask: set[int]) -> None:
-        sib = self._siblings.get(cpu, frozenset((cpu,)))
+        sib = self._siblings.get(cpu) or frozenset((cpu,))
         if sib <= idlers:
             mask |= sib
 
     def _smt_idle_mask_clear(self, cpu: int, mask: set[int]) -> None:
-        sib = self._siblings.get(cpu, frozenset((cpu,)))
+        sib = self._siblings.get(cpu) or frozenset((cpu,))
         if sib <= mask:
             mask -= sib
 
@@ -351,6 +388,7 @@ class Credit2(Scheduler):
         if cpu in self.cpus:
             return
         self.cpus.add(cpu)
+        self._pool_gen += 1
         self._compute_siblings()
         rqi = self._cpu_to_runqueue(cpu)
         rqd = self.rqd[rqi]
@@ -359,6 +397,7 @@ class Credit2(Scheduler):
             rqd.max_weight = 1
             rqd.runq, rqd.svc = [], []
         self.runq_map[cpu] = rqi
+        self._rqd_of[cpu] = rqd
         rqd.idle.add(cpu)
         rqd.active.add(cpu)
         rqd.smt_idle.add(cpu)
@@ -382,9 +421,11 @@ class Credit2(Scheduler):
         elif rqd.pick_bias == cpu:
             rqd.pick_bias = min(rqd.active)
         del self.runq_map[cpu]
+        del self._rqd_of[cpu]
         del self.curr[cpu]
         del self.idle_units[cpu]
         self.cpus.discard(cpu)
+        self._pool_gen += 1
         self._compute_siblings()
 
     # -- weights and runqueue assignment ---------------------------------------------------
@@ -393,14 +434,16 @@ class Credit2(Scheduler):
             rqd.max_weight = new_weight
         elif old_weight == rqd.max_weight:
             rqd.max_weight = max([1] + [s.weight for s in rqd.svc])
-        self._trace(TRC_CSCHED2_RUNQ_MAX_WEIGHT, _pair16(rqd.id, rqd.max_weight))
+        if self._tracing:
+            self._trace(TRC_CSCHED2_RUNQ_MAX_WEIGHT, _pair16(rqd.id, rqd.max_weight))
 
     def _runq_assign(self, svc: _Unit, rqd: _RunQueue) -> None:
         svc.rqd = rqd
         rqd.svc.append(svc)
         self._update_max_weight(rqd, svc.weight, 0)
         rqd.b_avgload += svc.avgload          # the load we expect after adding it
-        self._trace(TRC_CSCHED2_RUNQ_ASSIGN, svc.dv, rqd.id & 0xFFFF)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_RUNQ_ASSIGN, svc.dv, rqd.id & 0xFFFF)
 
     def _runq_deassign(self, svc: _Unit) -> None:
         rqd = svc.rqd
@@ -427,8 +470,9 @@ class Credit2(Scheduler):
                              - ((delta * rqd.b_avgload) >> W))
         rqd.load += change
         rqd.load_last_update = now
-        self._trace(TRC_CSCHED2_UPDATE_RUNQ_LOAD, *_u64(rqd.avgload), *_u64(rqd.b_avgload),
-                    (rqd.load & 0xFFFF) | ((rqd.id & 0xFF) << 16) | ((P & 0xFF) << 24))
+        if self._tracing:
+            self._trace(TRC_CSCHED2_UPDATE_RUNQ_LOAD, *_u64(rqd.avgload), *_u64(rqd.b_avgload),
+                        (rqd.load & 0xFFFF) | ((rqd.id & 0xFF) << 16) | ((P & 0xFF) << 24))
 
     def _update_svc_load(self, svc: _Unit, change: int, now: int) -> None:
         if change == -1:
@@ -446,10 +490,12 @@ class Credit2(Scheduler):
             svc.avgload = (svc.avgload + ((delta * (vcpu_load << P)) >> W)
                            - ((delta * svc.avgload) >> W))
         svc.load_last_update = now
-        self._trace(TRC_CSCHED2_UPDATE_VCPU_LOAD, *_u64(svc.avgload), svc.dv, P)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_UPDATE_VCPU_LOAD, *_u64(svc.avgload), svc.dv, P)
 
     def _update_load(self, rqd: _RunQueue, svc: _Unit | None, change: int, now: int) -> None:
-        self._trace(TRC_CSCHED2_UPDATE_LOAD)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_UPDATE_LOAD)
         self._update_runq_load(rqd, change, now)
         if svc is not None:
             self._update_svc_load(svc, change, now)
@@ -465,7 +511,8 @@ class Credit2(Scheduler):
             pos += 1
         rqd.runq.insert(pos, svc)
         svc.on_runq = True
-        self._trace(TRC_CSCHED2_RUNQ_POS, svc.dv, pos)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_RUNQ_POS, svc.dv, pos)
 
     def _runq_remove(self, svc: _Unit) -> None:
         svc.rqd.runq.remove(svc)
@@ -476,15 +523,18 @@ class Credit2(Scheduler):
         if svc.is_idle:
             return
         delta = now - svc.start_time
+        capped = svc.budget != STIME_MAX                  # _has_cap, inlined (hot path)
         if delta > 0:
+            weight = svc.weight
             val = delta * rqd.max_weight + svc.residual
-            svc.residual = val % svc.weight
-            svc.credit -= val // svc.weight
-            if self._has_cap(svc):
+            svc.residual = val % weight
+            svc.credit -= val // weight
+            if capped:
                 svc.budget -= delta
             svc.start_time = now
-        budget = svc.budget if self._has_cap(svc) else -(1 << 31)   # INT_MIN: uncapped
-        self._trace(TRC_CSCHED2_CREDIT_BURN, svc.dv, svc.credit, budget, delta)
+        if self._tracing:
+            budget = svc.budget if capped else -(1 << 31)   # INT_MIN: uncapped
+            self._trace(TRC_CSCHED2_CREDIT_BURN, svc.dv, svc.credit, budget, delta)
 
     @staticmethod
     def _c2t(rqd: _RunQueue, credit: int, svc: _Unit) -> int:
@@ -495,9 +545,11 @@ class Credit2(Scheduler):
         m = 1
         if snext.credit < -CREDIT_INIT:
             m += (-snext.credit) // CREDIT_INIT
+        curr = self.curr
+        tracing = self._tracing
         for svc in rqd.svc:
             svc_cpu = svc.unit.processor
-            if self.curr.get(svc_cpu) is svc:
+            if curr.get(svc_cpu) is svc:
                 # running: account what it has used so far; out of budget → off it goes
                 self._burn_credits(rqd, svc, now)
                 if svc.budget <= 0:
@@ -507,7 +559,8 @@ class Credit2(Scheduler):
             if svc.credit > CREDIT_INIT + CARRYOVER_MAX:
                 svc.credit = CREDIT_INIT + CARRYOVER_MAX
             svc.start_time = now
-            self._trace(TRC_CSCHED2_CREDIT_RESET, svc.dv, start_credit, svc.credit, m)
+            if tracing:
+                self._trace(TRC_CSCHED2_CREDIT_RESET, svc.dv, start_credit, svc.credit, m)
         # no re-sort needed: everyone's relative order is unchanged
 
     # -- budget (caps) ---------------------------------------------------------------------
@@ -691,8 +744,8 @@ class Credit2(Scheduler):
             return True
         return now - svc.run_since > rl - RATELIMIT_TICKLE_TOLERANCE
 
-    def _tickle_score(self, now: int, new: _Unit, cpu: int) -> int:
-        rqd = self._c2rqd(cpu)
+    def _tickle_score(self, now: int, new: _Unit, cpu: int, rqd: _RunQueue) -> int:
+        """How much `new` should preempt what runs on `cpu` (of runqueue `rqd`)."""
         cur = self.curr.get(cpu)
         if cur is None or cur.is_idle or not self._is_preemptable(cur, now):
             return -1
@@ -705,50 +758,54 @@ class Credit2(Scheduler):
                 score += CREDIT_INIT
             if not self._in_soft(cur.unit, cpu):
                 score += CREDIT_INIT
-        self._trace(TRC_CSCHED2_TICKLE_CHECK, cur.dv, cur.credit, score)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_TICKLE_CHECK, cur.dv, cur.credit, score)
         return score
 
     def _runq_tickle(self, new: _Unit, now: int) -> None:
         unit = new.unit
         cpu = unit.processor
-        rqd = self._c2rqd(cpu)
-        online = self.cpus
-        self._trace(TRC_CSCHED2_TICKLE_NEW, new.dv, cpu, new.credit)
+        rqd = self._rqd_of[cpu]
+        if self._tracing:
+            self._trace(TRC_CSCHED2_TICKLE_NEW, new.dv, cpu, new.credit)
         ipid = -1
-        for aff in self._balance_masks(unit):
+        # (the balance masks are ∩ pool already, and so are the runqueue's masks: no
+        # need to intersect with the online pCPUs as Xen does)
+        for aff in self._balance_masks(new):
             # fully idle cores first (or half-busy ones, with sched_smt_power_savings)
             if self.smt_power_savings:
-                mask = (rqd.idle - rqd.smt_idle) & online & aff
+                mask = (rqd.idle - rqd.smt_idle) & aff
             else:
-                mask = rqd.smt_idle & online & aff
-            ipid = _test_or_cycle(cpu, mask)
-            if ipid >= 0:
+                mask = rqd.smt_idle & aff
+            if mask:
+                ipid = _test_or_cycle(cpu, mask)
                 break
             # then any idle pCPU that nobody has tickled yet
-            mask = (rqd.idle - rqd.tickled) & online & aff
-            ipid = _test_or_cycle(cpu, mask)
-            if ipid >= 0:
+            mask = (rqd.idle - rqd.tickled) & aff
+            if mask:
+                ipid = _test_or_cycle(cpu, mask)
                 break
         else:
             # nobody idle: preempt the busy pCPU with the best score
-            hard = self.hard_cpus(unit)
+            hard = self._masks(new)[0]
             mask = (rqd.active - rqd.idle - rqd.tickled) & hard
             best = 0
             take_now = False
             if cpu in mask:
                 mask = mask - {cpu}
-                score = self._tickle_score(now, new, cpu)
+                score = self._tickle_score(now, new, cpu, rqd)
                 if score > best:
                     best, ipid = score, cpu
                     take_now = self._in_soft(unit, cpu)
             if not take_now:
                 for i in sorted(mask):
-                    score = self._tickle_score(now, new, i)
+                    score = self._tickle_score(now, new, i, rqd)
                     if score > best:
                         best, ipid = score, i
             if ipid == -1:
                 return
-        self._trace(TRC_CSCHED2_TICKLE, ipid & 0xFFFF)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_TICKLE, ipid & 0xFFFF)
         self._tickle_cpu(ipid, rqd)
         new.tickled_cpu = ipid
 
@@ -756,7 +813,7 @@ class Credit2(Scheduler):
     def _get_fallback_cpu(self, svc: _Unit) -> int:
         unit = svc.unit
         cpu = unit.processor
-        masks = self._balance_masks(unit)
+        masks = self._balance_masks(svc)
         for step, aff in enumerate(masks):
             if cpu in aff:
                 return cpu
@@ -815,13 +872,15 @@ class Credit2(Scheduler):
         return new_cpu
 
     def _trace_picked(self, svc: _Unit, rqi: int, avgload: int, new_cpu: int) -> None:
-        self._trace(TRC_CSCHED2_PICKED_CPU, *_u64(avgload), svc.dv, _pair16(rqi, new_cpu))
+        if self._tracing:
+            self._trace(TRC_CSCHED2_PICKED_CPU, *_u64(avgload), svc.dv, _pair16(rqi, new_cpu))
 
     def _migrate_to(self, svc: _Unit, trqd: _RunQueue, now: int) -> None:
         """Move a unit to runqueue `trqd` (or, if it is running, ask it to move)."""
         unit = svc.unit
         cpu = unit.processor
-        self._trace(TRC_CSCHED2_MIGRATE, svc.dv, _pair16(svc.rqd.id, trqd.id))
+        if self._tracing:
+            self._trace(TRC_CSCHED2_MIGRATE, svc.dv, _pair16(svc.rqd.id, trqd.id))
         if svc.scheduled:
             svc.migrate_rqd = trqd
             svc.migrating = True
@@ -833,7 +892,7 @@ class Credit2(Scheduler):
             self._runq_remove(svc)
             self._update_load(svc.rqd, None, -1, now)
         self._runq_deassign(svc)
-        unit.processor = _cycle(trqd.pick_bias, self.hard_cpus(unit) & trqd.active)
+        unit.processor = _cycle(trqd.pick_bias, self._masks(svc)[0] & trqd.active)
         trqd.pick_bias = unit.processor
         self._runq_assign(svc, trqd)
         if on_runq:
@@ -856,7 +915,7 @@ class Credit2(Scheduler):
 
     # -- load balancing --------------------------------------------------------------------
     def _migrateable(self, svc: _Unit, rqd: _RunQueue) -> bool:
-        return not svc.migrate_request and bool(self.hard_cpus(svc.unit) & rqd.active)
+        return not svc.migrate_request and not self._masks(svc)[0].isdisjoint(rqd.active)
 
     def _balance_load(self, cpu: int, now: int) -> None:
         lrqd = self._c2rqd(cpu)
@@ -880,7 +939,8 @@ class Credit2(Scheduler):
         # necessarily the one with the largest difference; kept as is.
         load_max = max(lrqd.b_avgload, last_seen.b_avgload)
         cpus_max = max(len(lrqd.active), len(last_seen.active))
-        self._trace(TRC_CSCHED2_LOAD_CHECK, _pair16(lrqd.id, last_seen.id), load_delta)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_LOAD_CHECK, _pair16(lrqd.id, last_seen.id), load_delta)
         if load_max < (cpus_max << P):
             if load_delta < _pow2(P + self.balance_under):
                 return
@@ -888,43 +948,60 @@ class Credit2(Scheduler):
             return
 
         orqd = max_delta_rqd
-        self._trace(TRC_CSCHED2_LOAD_BALANCE, *_u64(lrqd.b_avgload), *_u64(orqd.b_avgload),
-                    _pair16(lrqd.id, orqd.id))
+        if self._tracing:
+            self._trace(TRC_CSCHED2_LOAD_BALANCE, *_u64(lrqd.b_avgload), *_u64(orqd.b_avgload),
+                        _pair16(lrqd.id, orqd.id))
 
+        # Xen tries every (push, pull) pair, then every push alone, then every pull alone,
+        # and keeps the first one that makes |lrqd load - orqd load| strictly smaller than
+        # the best so far. The loads after a swap differ by
+        #     |diff - 2 * push.avgload + 2 * pull.avgload|    (diff = lrqd - orqd load)
+        # so for one push the best pull is the one whose avgload is closest to
+        # push.avgload - diff / 2: found by bisection in the pulls' sorted loads instead
+        # of trying them all, with ties going to the earliest pull as in Xen's scan.
+        # Same choice, same _update_svc_load calls in the same order.
+        diff = lrqd.b_avgload - orqd.b_avgload
         best_delta = load_delta
         best_push: _Unit | None = None
         best_pull: _Unit | None = None
 
-        def consider(push: _Unit | None, pull: _Unit | None) -> None:
-            nonlocal best_delta, best_push, best_pull
-            l_load, o_load = lrqd.b_avgload, orqd.b_avgload
-            if push is not None:
-                l_load -= push.avgload
-                o_load += push.avgload
-            if pull is not None:
-                l_load += pull.avgload
-                o_load -= pull.avgload
-            d = abs(l_load - o_load)
-            if d < best_delta:
-                best_delta, best_push, best_pull = d, push, pull
-
-        inner_updated = False
-        for push in list(lrqd.svc):
+        pulls: list[_Unit] | None = None         # orqd's units that could come here
+        pull_loads: list[int] = []               # their distinct avgloads, ascending
+        first_pull: dict[int, int] = {}          # avgload -> index of its first pull
+        for push in lrqd.svc:
             self._update_svc_load(push, 0, now)
             if not self._migrateable(push, orqd):
                 continue
-            for pull in list(orqd.svc):
-                if not inner_updated:
+            if pulls is None:
+                # Xen refreshes the loads of orqd's units during its first inner loop
+                for pull in orqd.svc:
                     self._update_svc_load(pull, 0, now)
-                if not self._migrateable(pull, lrqd):
-                    continue
-                consider(push, pull)
-            inner_updated = True
-            consider(push, None)
-        for pull in list(orqd.svc):
-            if not self._migrateable(pull, lrqd):
-                continue
-            consider(None, pull)
+                pulls = [u for u in orqd.svc if self._migrateable(u, lrqd)]
+                for i, pull in enumerate(pulls):
+                    first_pull.setdefault(pull.avgload, i)
+                pull_loads = sorted(first_pull)
+            k = diff - 2 * push.avgload            # swapping costs |k + 2 * pull.avgload|
+            if pull_loads:
+                # the loads on either side of -k / 2: the minimum is at one of them
+                j = bisect_right(pull_loads, (-k) // 2)
+                best_here = -1
+                d_here = 0
+                for load in pull_loads[max(j - 1, 0):j + 1]:
+                    d = abs(k + 2 * load)
+                    i = first_pull[load]
+                    if best_here < 0 or d < d_here or (d == d_here and i < best_here):
+                        best_here, d_here = i, d
+                if d_here < best_delta:
+                    best_delta, best_push, best_pull = d_here, push, pulls[best_here]
+            d = abs(k)                               # push alone
+            if d < best_delta:
+                best_delta, best_push, best_pull = d, push, None
+        if pulls is None:
+            pulls = [u for u in orqd.svc if self._migrateable(u, lrqd)]
+        for pull in pulls:                           # pull alone
+            d = abs(diff + 2 * pull.avgload)
+            if d < best_delta:
+                best_delta, best_push, best_pull = d, None, pull
 
         if best_push is not None:
             self._migrate_to(best_push, orqd, now)
@@ -932,15 +1009,15 @@ class Credit2(Scheduler):
             self._migrate_to(best_pull, lrqd, now)
 
     # -- scheduling ------------------------------------------------------------------------
-    def _runtime(self, cpu: int, snext: _Unit, now: int, continuing: bool) -> int:
+    def _runtime(self, rqd: _RunQueue, snext: _Unit, now: int, continuing: bool) -> int:
         if snext.is_idle:
             return NO_TIMER
-        rqd = self._c2rqd(cpu)
         min_time = MIN_TIMER
-        if self.ratelimit_us:
-            ratelimit_min = self._ratelimit_ns
+        ratelimit = self._ratelimit_ns
+        if ratelimit:
+            ratelimit_min = ratelimit
             if continuing:
-                ratelimit_min = snext.run_since + self._ratelimit_ns - now
+                ratelimit_min = snext.run_since + ratelimit - now
             min_time = max(min_time, ratelimit_min)
         rt_credit = snext.credit
         if rqd.runq:
@@ -948,7 +1025,7 @@ class Credit2(Scheduler):
             if swait.credit > 0:
                 rt_credit = snext.credit - swait.credit
         time = self._c2t(rqd, rt_credit, snext) if rt_credit > 0 else 0
-        if self._has_cap(snext):
+        if snext.budget != STIME_MAX:                # _has_cap
             time = min(time, snext.budget)
         if time < min_time:
             time = min_time
@@ -969,20 +1046,27 @@ class Credit2(Scheduler):
             unit.yielding = False
             runnable = self._runnable(scurr)
             # ratelimit: keep the current unit if it has not run long enough
-            if (not yielding and self.ratelimit_us and runnable
-                    and now - scurr.run_since < self._ratelimit_ns):
-                self._trace(TRC_CSCHED2_RATELIMIT, scurr.dv, now - scurr.run_since)
+            ratelimit = self._ratelimit_ns
+            if (not yielding and ratelimit and runnable
+                    and now - scurr.run_since < ratelimit):
+                if self._tracing:
+                    self._trace(TRC_CSCHED2_RATELIMIT, scurr.dv, now - scurr.run_since)
                 return scurr, 0
             # running outside its soft affinity while a soft-affine pCPU idles? let it go
+            # (soft is ∩ pool already)
             soft_aff_preempt = False
-            soft = self.soft_cpus(unit)
+            soft = self._masks(scurr)[1]
             if soft is not None and cpu not in soft:
-                soft_aff_preempt = bool(soft & (rqd.idle - rqd.tickled) & self.cpus)
+                soft_aff_preempt = not soft.isdisjoint(rqd.idle - rqd.tickled)
             snext = scurr if runnable and not soft_aff_preempt else self.idle_units[cpu]
 
-        for svc in list(rqd.runq):
-            self._trace(TRC_CSCHED2_RUNQ_CAND_CHECK, svc.dv)
-            if not self._in_hard(svc.unit, cpu):
+        tracing = self._tracing
+        # no copy of the list needed: it only changes (a unit parked) right before `break`
+        for svc in rqd.runq:
+            if tracing:
+                self._trace(TRC_CSCHED2_RUNQ_CAND_CHECK, svc.dv)
+            hard = svc.unit.hard_affinity            # _in_hard, inlined (hot loop)
+            if hard and cpu not in hard:
                 skipped += 1
                 continue
             if (svc.tickled_cpu != -1 and svc.tickled_cpu != cpu
@@ -994,19 +1078,19 @@ class Credit2(Scheduler):
                 skipped += 1                     # not worth migrating
                 continue
             if ((yielding or svc.credit > snext.credit)
-                    and (not self._has_cap(svc) or self._grab_budget(svc))):
+                    and (svc.budget == STIME_MAX or self._grab_budget(svc))):
                 snext = svc
             break                                # only the first eligible entry counts
 
-        self._trace(TRC_CSCHED2_RUNQ_CANDIDATE, snext.dv, snext.tickled_cpu, skipped,
-                    snext.credit)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_RUNQ_CANDIDATE, snext.dv, snext.tickled_cpu, skipped,
+                        snext.credit)
         return snext, skipped
 
     def do_schedule(self, cpu: int, prev: SchedUnit | None, now: int) -> Decision:
-        rqd = self._c2rqd(cpu)
-        if prev is not None and isinstance(prev.priv, _Unit) and prev.priv.rqd is not None:
-            scurr = prev.priv
-        else:
+        rqd = self._rqd_of[cpu]
+        scurr = None if prev is None else prev.priv
+        if not isinstance(scurr, _Unit) or scurr.rqd is None:
             scurr = self.idle_units[cpu]          # idle, or a unit removed while running
         mine = self.curr.get(cpu)
         if mine is not None and not mine.is_idle and mine is not scurr:
@@ -1020,10 +1104,11 @@ class Credit2(Scheduler):
         if tickled:
             rqd.tickled.discard(cpu)
             self._smt_idle_mask_set(cpu, rqd.idle - rqd.tickled, rqd.smt_idle)
-        self._trace(TRC_CSCHED2_SCHEDULE, _pair16(cpu, rqd.id),
-                    (1 if scurr.is_idle else 0) << 8
-                    | (1 if cpu in rqd.smt_idle else 0) << 16
-                    | (1 if tickled else 0) << 24)
+        if self._tracing:
+            self._trace(TRC_CSCHED2_SCHEDULE, _pair16(cpu, rqd.id),
+                        (1 if scurr.is_idle else 0) << 8
+                        | (1 if cpu in rqd.smt_idle else 0) << 16
+                        | (1 if tickled else 0) << 24)
 
         self._burn_credits(rqd, scurr, now)
         if not scurr.is_idle and scurr.budget <= 0:
@@ -1058,7 +1143,7 @@ class Credit2(Scheduler):
             self._update_load(rqd, None, 0, now)   # keep the average moving while idle
 
         continuing = snext is scurr and not snext.is_idle
-        time = self._runtime(cpu, snext, now, continuing)
+        time = self._runtime(rqd, snext, now, continuing)
         if not continuing and not snext.is_idle:
             snext.run_since = now
         self.curr[cpu] = snext
