@@ -76,6 +76,9 @@ or arrays of integers.
     domain = "web"                   # pin: vcpu = N or "all", hard / soft ("-": unchanged)
     cap = 0                          # pause, unpause: the whole domain
                                      # pool_params: pool = NAME, params = {...}
+                                     # move: domain = NAME, pool = NAME (xl
+                                     #   cpupool-migrate; the new scheduler's
+                                     #   defaults apply there)
 
 Workloads (`type`):
 - `hog`: always runnable. `yield_us = N`: calls SCHEDOP_yield after every N
@@ -330,7 +333,7 @@ class EventSpec:
     args: dict
 
 
-ACTIONS = ("adjust", "pin", "pause", "unpause", "pool_params")
+ACTIONS = ("adjust", "pin", "pause", "unpause", "pool_params", "move")
 
 
 @dataclass
@@ -486,10 +489,10 @@ class Scenario:
                 raise ScenarioError(f"{w}: action must be one of {', '.join(ACTIONS)}")
             args = {k: v for k, v in et.items()
                     if k != "action" and not any(k == "at" + s for s, _ in _UNITS)}
-            if action == "pool_params":
+            if action in ("pool_params", "move"):
                 if args.get("pool") not in by_pool:
                     raise ScenarioError(f"{w}: no pool {args.get('pool')!r}")
-            elif args.get("domain") not in by_name:
+            if action != "pool_params" and args.get("domain") not in by_name:
                 raise ScenarioError(f"{w}: no domain {args.get('domain')!r}")
             if action == "pin":
                 for key in ("hard", "soft"):
@@ -587,6 +590,8 @@ class SimDomain:
         self.sdom = SchedDomain(spec.domid)
         self.vcpus: list[SimVcpu] = []
         self.paused = False
+        self.moving_to: SimPool | None = None   # cpupool-migrate waiting for switch-outs
+        self.paused_before_move = False
 
 
 class SimVcpu(SchedUnit):
@@ -1056,6 +1061,8 @@ class Simulator:
             sched.context_saved(prev)
             if prev.migrating:
                 self._finish_migrate(prev)
+            if prev.sim_domain.moving_to is not None:
+                self._finish_move(prev.sim_domain)
 
     def _check_pick(self, pc: _PCpu, nxt: SchedUnit) -> None:
         name = pc.sched.name or type(pc.sched).__name__
@@ -1095,6 +1102,48 @@ class Simulator:
         elif ev.action == "pause":
             self.pause(dom)
         elif ev.action == "unpause":
+            self.unpause(dom)
+        elif ev.action == "move":
+            self.move_domain(dom, next(p for p in self.pools if p.name == a["pool"]))
+
+    def move_domain(self, dom: SimDomain, pool: SimPool) -> None:
+        """xl cpupool-migrate (Xen's sched_move_domain): the domain is paused, and once
+        none of its vCPUs is on a pCPU any more they leave the old pool's scheduler
+        and join the new one (with its default parameters); then it is unpaused."""
+        if pool is dom.pool or dom.moving_to is not None:
+            return
+        dom.moving_to = pool
+        dom.paused_before_move = dom.paused
+        self.pause(dom)
+        self._finish_move(dom)
+
+    def _finish_move(self, dom: SimDomain) -> None:
+        pool = dom.moving_to
+        if pool is None or any(sv.running for sv in dom.vcpus):
+            return
+        dom.moving_to = None
+        old = dom.pool.sched
+        self._cur = dom.pool.cpus[0]
+        for sv in dom.vcpus:
+            old.remove_unit(sv)
+        old.remove_domain(dom.sdom)
+        dom.pool = pool
+        new = pool.sched
+        self._cur = pool.cpus[0]
+        new.insert_domain(dom.sdom)
+        pool_set = frozenset(pool.cpus)
+        for sv in dom.vcpus:
+            sv.sched = new
+            if sv.hard_affinity and not sv.hard_affinity & pool_set:
+                sv.hard_affinity = frozenset()      # Xen resets an affinity the pool
+                sv.soft_affinity = frozenset()      # cannot honour to "all"
+            self._update_affinity(sv, pool_set)
+            allowed = sorted(sv.hard_ok)
+            sv.processor = allowed[(dom.spec.domid + sv.vcpu_id) % len(allowed)]
+            new.insert_unit(sv)
+        self.meta_changes.append({"t_ns": self.t, "domid": dom.spec.domid,
+                                  "pool": pool.name})
+        if not dom.paused_before_move:
             self.unpause(dom)
 
     def set_affinity(self, sv: SimVcpu, hard: Any = "-", soft: Any = "-") -> None:
