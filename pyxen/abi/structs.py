@@ -1055,6 +1055,15 @@ XEN_SYSCTL_CPUPOOL_OP = _struct("xen_sysctl_cpupool_op", 40, [
     ("cpumap__bitmap", 24, "Q"),
     ("cpumap__nr_bits", 32, "I"),
 ], _SYSCTL)
+# 4.10's union: an arinc653 schedule handle, credit {tslice_ms, ratelimit_us},
+# credit2 {ratelimit_us}; 4.11+ grow credit (vcpu_migr_delay_us) to 32 bytes in all.
+XEN_SYSCTL_SCHEDULER_OP = _struct("xen_sysctl_scheduler_op", 24, [
+    ("cpupool_id", 0, "I"),
+    ("sched_id", 4, "I"),
+    ("cmd", 8, "I"),
+    ("u__sched_credit__tslice_ms", 16, "I"),
+    ("u__sched_credit__ratelimit_us", 20, "I"),
+], _SYSCTL)
 # Renamed xen_sysctl_psr_alloc in 4.11 (which adds an mba_info arm, same size).
 XEN_SYSCTL_PSR_CAT_OP = _struct("xen_sysctl_psr_cat_op", 20, [
     ("cmd", 0, "I"),

@@ -26,8 +26,13 @@ class VcpuBackend(ABC):
     shutdown_reason: int = 0
 
     @abstractmethod
-    def run(self) -> ExitReason:
-        """Run guest code on the calling thread until an exit."""
+    def run(self, deadline_ns: int | None = None) -> ExitReason:
+        """Run guest code on the calling thread until an exit, or until hypervisor
+        system time `deadline_ns` (then KICKED: the scheduler's time slice ended)."""
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """An event is pending for this vCPU: stop guest code soon so it can be taken."""
 
     @abstractmethod
     def kick(self) -> None:

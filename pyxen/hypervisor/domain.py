@@ -86,6 +86,7 @@ class Domain:
         self.grant_table = GrantTable(self)
         self.host_upcall = None                   # Dom0: the host's event handler
         self.watchdogs: list = [None, None]       # SCHEDOP_watchdog timers (Xen has 2)
+        self.cpupool = 0
 
     def __repr__(self) -> str:
         return f"d{self.domid}"
@@ -159,6 +160,7 @@ class Domain:
             v = Vcpu(self, i)
             v.backend = self.hv.arch.create_vcpu_backend(v)
             self.vcpus.append(v)
+            self.hv.sched.add_vcpu(v)
 
     def event_pending(self, vcpu: Vcpu) -> bool:
         """Whether an upcall is waiting that `vcpu` would take now (ends HLT/block)."""
@@ -280,6 +282,7 @@ class Domain:
                 t.stop()
         for v in self.vcpus:
             v.join(5.0)
+        self.hv.sched.remove_domain(self)
         self.evtchn.close_all()
         self.release_memory()
 

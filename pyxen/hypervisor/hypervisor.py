@@ -39,6 +39,8 @@ class Hypervisor:
             self.log.warning(w)
         self.machine = MachineMemory(self.params["mem"])
         self.timers = TimerService(self)
+        from .sched.host import SchedulerHost
+        self.sched = SchedulerHost(self)
         # Xen 4.10 defaults HVM_PARAM_TRIPLE_FAULT_REASON to reboot; the issue that
         # specifies pyxen asks for a crashed domain, so that is our default.
         self.triple_fault_reason = ShutdownReason.crash
@@ -160,6 +162,7 @@ class Hypervisor:
         for d in list(self.domains.values()):
             if d.domid != 0:
                 self.destroy_domain(d)
+        self.sched.close()
         self.timers.close()
         self.arch.close()
 

@@ -9,6 +9,7 @@ running (XEN_SYSCTL_set_parameter, `xl set-parameters`).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,17 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "default maptrack frames per domain"),
     Param("sched", _choice("credit", "credit2", "null", "rtds", "arinc653"), "credit", False,
           "scheduler of Pool-0"),
+    Param("nr_cpus", _uint, os.cpu_count() or 1, False,
+          "pCPUs of the host (pyxen: host threads running vCPUs; more than the "
+          "machine's cores is allowed)"),
+    Param("sched_ratelimit_us", _uint, 1000, False,
+          "minimum time a vCPU runs before it can be preempted (0: none)"),
+    Param("sched_credit_tslice_ms", _uint, 30, False, "credit: time slice"),
+    Param("credit2_runqueue", _choice("cpu", "core", "socket", "node", "all"), "socket",
+          False, "credit2: which pCPUs share a runqueue"),
+    Param("credit2_cap_period_ms", _uint, 10, False, "credit2: cap budget period"),
+    Param("sched_credit2_migrate_resist", _uint, 500, False,
+          "credit2: µs of credit a vCPU needs over another to migrate"),
     Param("dom0_mem", str, "", False, "memory of Dom0 (the host process has none to give)"),
     Param("mem", parse_machine_memory, 4 << 30, False, "machine memory available to domains"),
     Param("engine_spares", _uint, 1, False,

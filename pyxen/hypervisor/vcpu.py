@@ -1,9 +1,9 @@
-"""A virtual CPU as the core sees it: scheduling state, runstate accounting, its thread.
+"""A virtual CPU as the core sees it: scheduling state, runstate accounting, events.
 
-Each vCPU runs guest code on its own host thread (the engine releases the GIL
-while guest code runs). The thread sleeps while the vCPU is not runnable —
-offline, blocked (HLT, SCHEDOP_block), or its domain paused or shut down —
-and wakes on `wake()` or when the condition that stopped it clears.
+A vCPU is runnable unless it is offline, blocked (HLT, SCHEDOP_block/poll) or
+its domain is paused, shutting down or dying. Every change of that is passed
+to the scheduler (`hv.sched`), whose pCPU threads run the vCPU's guest code
+(sched/host.py; the engine releases the GIL while guest code runs).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class Vcpu:
         self.online = False          # VCPUOP_up / down
         self.blocked = False         # waiting for an event
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._in_guest = False       # between entering and leaving backend.run()
+        self._in_guest = False       # a pCPU is inside backend.run() for it
+        self.unit = None             # its SchedUnit (sched/core.py), set by the scheduler
         # Runstate accounting (ns of hypervisor system time).
         self.runstate = RunstateState.offline
         self.runstate_entry = domain.hv.now()
@@ -80,23 +80,38 @@ class Vcpu:
         return self.runstate_snapshot()[2][RunstateState.running]
 
     # -- control from other threads --------------------------------------------
+    def _reevaluate(self) -> None:
+        """Tell the scheduler whether the vCPU can run now (call with _cond held)."""
+        runnable = self.runnable()
+        if not self._in_guest:
+            state = (RunstateState.runnable if runnable
+                     else RunstateState.offline if not self.online
+                     else RunstateState.blocked)
+            if state != self.runstate and self.runstate != RunstateState.running:
+                self._set_runstate(state)
+        self.domain.hv.sched.set_runnable(self, runnable)
+        self._cond.notify_all()
+
     def poke(self) -> None:
-        """Re-evaluate runnability: wake the thread, or stop the engine."""
+        """Re-evaluate runnability (pause, shutdown, up/down): the scheduler hears of
+        it, and guest code that must stop is stopped."""
         with self._cond:
-            self._cond.notify_all()
-        if self._in_guest and self.backend is not None and not self.runnable():
+            self._reevaluate()
+            stop = self._in_guest and not self.runnable()
+        if stop and self.backend is not None:
             self.backend.kick()
 
     def wake(self) -> None:
         """An event arrived: unblock."""
         with self._cond:
             self.blocked = False
-            self._cond.notify_all()
+            self._reevaluate()
 
     def block(self) -> None:
         """Called from this vCPU's own hypercall or HLT: stop until woken."""
         with self._cond:
             self.blocked = True
+            self._reevaluate()
         if self.backend is not None:
             self.backend.kick()
 
@@ -105,6 +120,7 @@ class Vcpu:
         an event arriving in between is not lost."""
         with self._cond:
             self.blocked = True
+            self._reevaluate()
         if wake_now():
             self.wake()
         elif self.backend is not None:
@@ -192,65 +208,60 @@ class Vcpu:
         d = self.domain
         with self._cond:
             self.online = False
+            self._reevaluate()
         if not any(v.online for v in d.vcpus):
             d.hv.log.printk(Level.INFO, f"{d}: all vCPUs offline -- powering off")
             d.shutdown(ShutdownReason.poweroff)
 
-    # -- the thread ------------------------------------------------------------
+    # -- running on a pCPU (called by the pCPU thread, sched/host.py) ------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=repr(self), daemon=True)
-            self._thread.start()
+        """Make sure the scheduler knows the vCPU (idempotent)."""
+        with self._cond:
+            self._reevaluate()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self.wait_stopped(timeout or 5.0)
 
-    def _loop(self) -> None:
+    def run_on_pcpu(self, deadline_ns: int | None) -> ExitReason | None:
+        """Run guest code until an exit or `deadline_ns`; None if it could not run."""
         d = self.domain
-        hv = d.hv
+        with self._cond:
+            if not self.runnable() or d.is_dying:
+                return None
+            self._in_guest = True
+            self._set_runstate(RunstateState.runnable)
         try:
-            while True:
-                with self._cond:
-                    while not self.runnable() and not d.is_dying:
-                        state = (RunstateState.offline if not self.online
-                                 else RunstateState.blocked if self.blocked
-                                 else RunstateState.runnable)
-                        if state != self.runstate:
-                            self._set_runstate(state)
-                        self._cond.wait()        # every state change notifies
-                    if d.is_dying:
-                        break
-                    if self.runstate != RunstateState.runnable:
-                        self._set_runstate(RunstateState.runnable)
-                    self._in_guest = True
-                try:
-                    reason = self.backend.run()
-                finally:
-                    with self._cond:
-                        self._in_guest = False
-                        self._set_runstate(RunstateState.runnable)
-                        self._cond.notify_all()
-                if reason is ExitReason.HALTED:
-                    if not self.backend.interrupts_enabled():
-                        # Nothing can wake a vCPU halted with interrupts off: Xen takes it
-                        # offline, and powers the domain off once no vCPU is left.
-                        self.take_offline()
-                    else:
-                        # Block first, then look: an event arriving in between wakes us.
-                        with self._cond:
-                            self.blocked = True
-                        if d.event_pending(self):
-                            self.wake()
-                elif reason is ExitReason.SHUTDOWN:
-                    d.shutdown(self.backend.shutdown_reason, why=self.backend.crash_reason)
-                elif reason is ExitReason.CRASHED:
-                    d.crash(f"{self}: {self.backend.crash_reason}")
+            return self.backend.run(deadline_ns)
         except Exception:  # noqa: BLE001 - a hypervisor bug must not take the host down
-            hv.log.printk(Level.ERR, f"{self}: internal error, crashing the domain\n"
-                          + traceback.format_exc().rstrip())
+            d.hv.log.printk(Level.ERR, f"{self}: internal error, crashing the domain\n"
+                            + traceback.format_exc().rstrip())
             d.crash(f"{self}: internal error")
+            return None
         finally:
             with self._cond:
                 self._in_guest = False
+                runnable = self.runnable()
+                self._set_runstate(RunstateState.runnable if runnable
+                                   else RunstateState.offline if not self.online
+                                   else RunstateState.blocked)
                 self._cond.notify_all()
+
+    def after_run(self, reason: ExitReason | None) -> None:
+        """What a vCPU's exit means for its state (on the pCPU thread)."""
+        d = self.domain
+        if reason is ExitReason.HALTED:
+            if not self.backend.interrupts_enabled():
+                # Nothing can wake a vCPU halted with interrupts off: Xen takes it
+                # offline, and powers the domain off once no vCPU is left.
+                self.take_offline()
+            else:
+                # Block first, then look: an event arriving in between wakes us.
+                with self._cond:
+                    self.blocked = True
+                    self._reevaluate()
+                if d.event_pending(self):
+                    self.wake()
+        elif reason is ExitReason.SHUTDOWN:
+            d.shutdown(self.backend.shutdown_reason, why=self.backend.crash_reason)
+        elif reason is ExitReason.CRASHED:
+            d.crash(f"{self}: {self.backend.crash_reason}")

@@ -66,6 +66,26 @@ def _info_from(raw: bytes, off: int = 0) -> DomainInfo:
                       i.nr_online_vcpus, i.max_vcpu_id, i.handle, i.cpupool)
 
 
+CPUPOOL_PAR_ANY = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class CpupoolInfo:
+    poolid: int
+    sched_id: int
+    n_dom: int
+    cpus: set[int]
+
+
+def _bitmap(cpus: set[int], nbytes: int) -> bytes:
+    return sum(1 << c for c in cpus if c < nbytes * 8).to_bytes(nbytes, "little")
+
+
+def _bits(data: bytes) -> set[int]:
+    value = int.from_bytes(data, "little")
+    return {i for i in range(len(data) * 8) if value >> i & 1}
+
+
 class XenCtrl:
     def __init__(self, privcmd: Privcmd):
         self.privcmd = privcmd
@@ -255,6 +275,131 @@ class XenCtrl:
             return S.XEN_HVM_PARAM.unpack(buf.data).value
         finally:
             self.privcmd.release(buf)
+
+    # -- scheduling (libxc's xc_sched_*, xc_vcpu_*affinity, xc_cpupool_*) --------------------
+    def sched_id(self) -> int:
+        return S.XEN_SYSCTL_SCHED_ID.unpack(self._sysctl(Sysctl.sched_id), SU).sched_id
+
+    def sched_domain(self, domid: int, sched_id: int, weight: int | None = None,
+                     cap: int | None = None) -> tuple[int, int]:
+        """credit / credit2 weight and cap: get (both None) or put; returns (weight, cap).
+        As with libxc, a put sends both words: weight 0 keeps the weight, and cap 0
+        removes the cap (credit: 0xFFFF keeps it)."""
+        put = weight is not None or cap is not None
+        arm = S.XEN_DOMCTL_SCHED_CREDIT2.pack(weight=weight or 0, cap=cap or 0)
+        payload = S.XEN_DOMCTL_SCHEDULER_OP.pack(
+            sched_id=sched_id,
+            cmd=C.DomctlSchedOp.putinfo if put else C.DomctlSchedOp.getinfo,
+            u=arm.ljust(16, b"\0"))
+        out = self._domctl(Domctl.scheduler_op, domid, payload)
+        if put:
+            return self.sched_domain(domid, sched_id)
+        got = S.XEN_DOMCTL_SCHED_CREDIT2.unpack(out, DU + 8)
+        return got.weight, got.cap
+
+    def sched_params(self, poolid: int, sched_id: int, *, tslice_ms: int | None = None,
+                     ratelimit_us: int | None = None) -> dict:
+        """A pool's scheduler-wide parameters (credit: tslice_ms, ratelimit_us; credit2:
+        ratelimit_us): get, or put the ones given (the rest stay as they are)."""
+        cur = self._sched_params(poolid, sched_id, None)
+        if tslice_ms is None and ratelimit_us is None:
+            return cur
+        new = dict(cur)
+        if tslice_ms is not None:
+            new["tslice_ms"] = tslice_ms
+        if ratelimit_us is not None:
+            new["ratelimit_us"] = ratelimit_us
+        self._sched_params(poolid, sched_id, new)
+        return self._sched_params(poolid, sched_id, None)
+
+    def _sched_params(self, poolid: int, sched_id: int, put: dict | None) -> dict:
+        L = S.XEN_SYSCTL_SCHEDULER_OP
+        if sched_id == C.Scheduler.CREDIT2:
+            w0, w1 = (put or {}).get("ratelimit_us", 0), 0
+        else:
+            w0, w1 = (put or {}).get("tslice_ms", 0), (put or {}).get("ratelimit_us", 0)
+        out = self._sysctl(Sysctl.scheduler_op, L.pack(
+            cpupool_id=poolid, sched_id=sched_id, cmd=0 if put else 1,
+            u__sched_credit__tslice_ms=w0, u__sched_credit__ratelimit_us=w1))
+        r = L.unpack(out, SU)
+        if sched_id == C.Scheduler.CREDIT2:
+            return {"ratelimit_us": r.u__sched_credit__tslice_ms}
+        if sched_id == C.Scheduler.CREDIT:
+            return {"tslice_ms": r.u__sched_credit__tslice_ms,
+                    "ratelimit_us": r.u__sched_credit__ratelimit_us}
+        return {}
+
+    def vcpu_affinity(self, domid: int, vcpu: int, hard: set[int] | None = None,
+                      soft: set[int] | None = None, *, get: bool = False,
+                      nr_bits: int = 1024) -> tuple[set[int], set[int]]:
+        """xc_vcpu_setaffinity / getaffinity: set the masks given (None: leave alone),
+        or get both; returns the (effective, after a set) hard and soft masks."""
+        flags = (C.XEN_VCPUAFFINITY_HARD | C.XEN_VCPUAFFINITY_SOFT if get else
+                 (C.XEN_VCPUAFFINITY_HARD if hard is not None else 0)
+                 | (C.XEN_VCPUAFFINITY_SOFT if soft is not None else 0))
+        nbytes = (nr_bits + 7) // 8
+        hb = self.privcmd.buffer(_bitmap(hard or set(), nbytes))
+        sb = self.privcmd.buffer(_bitmap(soft or set(), nbytes))
+        try:
+            self._domctl(Domctl.getvcpuaffinity if get else Domctl.setvcpuaffinity, domid,
+                         S.XEN_DOMCTL_VCPUAFFINITY.pack(
+                             vcpu=vcpu, flags=flags,
+                             cpumap_hard__bitmap=hb.address, cpumap_hard__nr_bits=nr_bits,
+                             cpumap_soft__bitmap=sb.address, cpumap_soft__nr_bits=nr_bits))
+            return _bits(bytes(hb.data)), _bits(bytes(sb.data))
+        finally:
+            self.privcmd.release(hb)
+            self.privcmd.release(sb)
+
+    def _cpupool(self, op: int, *, poolid: int = 0, sched_id: int = 0, domid: int = 0,
+                 cpu: int = 0, nr_bits: int = 0):
+        buf = self.privcmd.buffer(max(1, (nr_bits + 7) // 8))
+        try:
+            out = self._sysctl(Sysctl.cpupool_op, S.XEN_SYSCTL_CPUPOOL_OP.pack(
+                op=op, cpupool_id=poolid, sched_id=sched_id, domid=domid, cpu=cpu,
+                cpumap__bitmap=buf.address, cpumap__nr_bits=nr_bits))
+            return S.XEN_SYSCTL_CPUPOOL_OP.unpack(out, SU), _bits(bytes(buf.data))
+        finally:
+            self.privcmd.release(buf)
+
+    def cpupool_create(self, sched_id: int, poolid: int | None = None) -> int:
+        r, _ = self._cpupool(C.CpupoolOp.create, sched_id=sched_id,
+                             poolid=CPUPOOL_PAR_ANY if poolid is None else poolid)
+        return r.cpupool_id
+
+    def cpupool_destroy(self, poolid: int) -> None:
+        self._cpupool(C.CpupoolOp.destroy, poolid=poolid)
+
+    def cpupool_info(self, poolid: int) -> CpupoolInfo:
+        """The first pool whose id is >= poolid (ENOENT past the last)."""
+        r, cpus = self._cpupool(C.CpupoolOp.info, poolid=poolid, nr_bits=1024)
+        return CpupoolInfo(r.cpupool_id, r.sched_id, r.n_dom, cpus)
+
+    def cpupool_list(self) -> list[CpupoolInfo]:
+        out, poolid = [], 0
+        while True:
+            try:
+                info = self.cpupool_info(poolid)
+            except XenError as e:
+                if e.errno == C.Errno.ENOENT:
+                    return out
+                raise
+            out.append(info)
+            poolid = info.poolid + 1
+
+    def cpupool_addcpu(self, poolid: int, cpu: int | None = None) -> None:
+        self._cpupool(C.CpupoolOp.addcpu, poolid=poolid,
+                      cpu=CPUPOOL_PAR_ANY if cpu is None else cpu)
+
+    def cpupool_removecpu(self, poolid: int, cpu: int | None = None) -> None:
+        self._cpupool(C.CpupoolOp.rmcpu, poolid=poolid,
+                      cpu=CPUPOOL_PAR_ANY if cpu is None else cpu)
+
+    def cpupool_movedomain(self, poolid: int, domid: int) -> None:
+        self._cpupool(C.CpupoolOp.movedomain, poolid=poolid, domid=domid)
+
+    def cpupool_freeinfo(self) -> set[int]:
+        return self._cpupool(C.CpupoolOp.freeinfo, nr_bits=1024)[1]
 
     # -- host ------------------------------------------------------------------------------
     def readconsole(self, *, clear: bool = False, index: int | None = None,

@@ -34,6 +34,24 @@ struct xen410_sysctl_set_parameter {
     uint16_t pad[3];
 };
 
+/* XEN_SYSCTL_scheduler_op as of 4.10: the credit arm is {tslice_ms,
+ * ratelimit_us}, the credit2 arm {ratelimit_us}. */
+struct xen410_sysctl_scheduler_op {
+    uint32_t cpupool_id;
+    uint32_t sched_id;
+    uint32_t cmd;
+    union {
+        uint64_t arinc653_schedule;          /* XEN_GUEST_HANDLE_64 */
+        struct {
+            unsigned int tslice_ms;
+            unsigned int ratelimit_us;
+        } sched_credit;
+        struct {
+            unsigned int ratelimit_us;
+        } sched_credit2;
+    } u;
+};
+
 /* The BIOS memory-map entry returned by XENMEM_memory_map: packed. */
 struct xen410_e820entry {
     uint64_t addr;

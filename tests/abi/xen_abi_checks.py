@@ -34,6 +34,7 @@ DIFFERS_IN_4_17: dict[str, str] = {
     "xen_domctl_set_max_evtchn": "removed in 4.11 (folded into createdomain)",
     "xen_sysctl_physinfo": "4.17 adds arch_capabilities (112 bytes)",
     "xen_sysctl_set_parameter": "removed in 4.14 (hypfs)",
+    "xen_sysctl_scheduler_op": "4.11 adds vcpu_migr_delay_us to the credit arm (32 bytes)",
     "xen_dm_op_get_ioreq_server_info": "4.11 turns `pad` into `flags` (same layout)",
 }
 
@@ -42,6 +43,7 @@ DIFFERS_IN_4_17: dict[str, str] = {
 SHIM_TYPES: dict[str, str] = {
     "xen_sysctl_physinfo": "struct xen410_sysctl_physinfo",
     "xen_sysctl_set_parameter": "struct xen410_sysctl_set_parameter",
+    "xen_sysctl_scheduler_op": "struct xen410_sysctl_scheduler_op",
     "e820entry": "struct xen410_e820entry",
 }
 

@@ -226,6 +226,7 @@ class DomainEngine:
         self._in_emu = False
         self._run_lock = threading.Lock()
         self._slice_start = 0.0
+        self._deadline: int | None = None          # end of the current time slice
         self._fill_fault: tuple[int, int, int] | None = None
         self._ro_grant_write = False
         self._replaying = False
@@ -372,12 +373,19 @@ class DomainEngine:
             return ExitReason.SHUTDOWN
         return ExitReason.CRASHED
 
-    def run_current(self) -> ExitReason:
-        """Run the current vCPU until an exit (the caller holds the turn)."""
+    def run_current(self, deadline_ns: int | None = None) -> ExitReason:
+        """Run the current vCPU until an exit, or until system time `deadline_ns`
+        (the caller holds the turn)."""
         v = self.current
         h = self.handle
         gate = self.gate
+        now = self.hv.now
+        self._deadline = deadline_ns
+        if deadline_ns is not None:
+            self.arch.ticker.watch(self)      # it stops the engine when the slice ends
         while True:
+            if deadline_ns is not None and now() >= deadline_ns:
+                return ExitReason.KICKED
             with self._run_lock:
                 if v.kick_requested:
                     v.kick_requested = False
@@ -467,14 +475,18 @@ class DomainEngine:
         began is forgotten by the engine, hence the repeats.
         """
         v = self.current
+        deadline = self._deadline
         with self._run_lock:
             wants = (self.gate.waiting
+                     or (deadline is not None and self._in_emu
+                         and self.hv.now() >= deadline)
                      or (v is not None and (v.kick_requested or v.upcall_blocked))
                      or (self.turns.waiting
                          and time.monotonic() - self._slice_start >= SLICE_S))
             if wants and self._in_emu:
                 raw.uc_emu_stop(self.handle)
-            return bool(wants or self.turns.waiting)
+            return bool(wants or self.turns.waiting
+                        or (deadline is not None and self._in_emu))
 
     def _at_hlt(self) -> bool:
         rip = self.regs[16]

@@ -45,15 +45,20 @@ class X86Vcpu(VcpuBackend):
         return f"X86Vcpu({self.vcpu!r})"
 
     # -- running --------------------------------------------------------------------
-    def run(self) -> ExitReason:
+    def run(self, deadline_ns: int | None = None) -> ExitReason:
         eng = self.engine
+        asked = self.domain.hv.now()
         if not eng.turns.acquire(self, lambda: self.kick_requested):
             self.kick_requested = False
             return ExitReason.KICKED
+        if deadline_ns is not None:
+            # The slice starts when guest code can run: waiting for the domain's
+            # engine (another of its vCPUs had it) does not use it up.
+            deadline_ns += self.domain.hv.now() - asked
         try:
             eng.switch_to(self)
             self.vcpu.entered_guest()
-            reason = eng.run_current()
+            reason = eng.run_current(deadline_ns)
             self.crash_reason = eng.crash_reason
             self.shutdown_reason = eng.shutdown_reason
             return reason

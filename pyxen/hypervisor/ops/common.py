@@ -64,3 +64,25 @@ def read_control_op(caller: Caller, arg: int, size: int, header: Layout, version
     if hdr.interface_version != version:
         raise HypercallError(Errno.EACCES)
     return raw, hdr
+
+
+# Xen's bitmaps in control ops (struct xenctl_bitmap: a guest handle + nr_bits). Bits
+# beyond the host's pCPUs are ignored on input and written as zero on output.
+MAX_BITMAP_BITS = 1 << 16
+
+
+def read_cpu_bitmap(caller: Caller, handle: int, nr_bits: int, nr_cpus: int) -> set[int]:
+    if nr_bits > MAX_BITMAP_BITS:
+        raise HypercallError(Errno.EINVAL)
+    data = caller.copy_from_guest(handle, (nr_bits + 7) // 8) if nr_bits else b""
+    bits = int.from_bytes(data, "little") & ((1 << nr_bits) - 1)
+    return {c for c in range(min(nr_bits, nr_cpus)) if bits >> c & 1}
+
+
+def write_cpu_bitmap(caller: Caller, handle: int, nr_bits: int, cpus: set[int]) -> None:
+    if nr_bits > MAX_BITMAP_BITS:
+        raise HypercallError(Errno.EINVAL)
+    if not nr_bits:
+        return
+    value = sum(1 << c for c in cpus if c < nr_bits)
+    caller.copy_to_guest(handle, value.to_bytes((nr_bits + 7) // 8, "little"))

@@ -11,7 +11,8 @@ from ...abi import constants as C
 from ...abi import structs as S
 from ...abi.constants import DOMCTL_INTERFACE_VERSION, DOMID_FIRST_RESERVED, Domctl, Errno
 from ..errors import HypercallError
-from .common import read_control_op, require_privileged
+from ..sched.host import SchedError
+from .common import read_control_op, read_cpu_bitmap, require_privileged, write_cpu_bitmap
 
 U = S.XEN_DOMCTL_UNION_OFFSET
 MAX_VIRT_CPUS = 128    # pyxen's limit on vCPUs per domain (Xen's HVM_MAX_VCPUS)
@@ -48,7 +49,7 @@ def domain_info(d) -> bytes:
         max_pages=d.max_pages, shared_info_frame=_shared_info_frame(d), cpu_time=cpu_time,
         nr_online_vcpus=sum(1 for v in d.vcpus if v.online),
         max_vcpu_id=len(d.vcpus) - 1 if d.vcpus else XEN_INVALID_MAX_VCPU_ID,
-        ssidref=d.ssidref, handle=d.handle, cpupool=0)
+        ssidref=d.ssidref, handle=d.handle, cpupool=d.cpupool)
 
 
 def do_domctl(caller, arg, *_):
@@ -153,7 +154,7 @@ def do_domctl(caller, arg, *_):
             raw[U:U + S.XEN_DOMCTL_GETVCPUINFO.size] = S.XEN_DOMCTL_GETVCPUINFO.pack(
                 vcpu=info.vcpu, online=int(v.online), blocked=int(v.blocked),
                 running=int(v.runstate == C.RunstateState.running),
-                cpu_time=v.cpu_time_ns(), cpu=0)
+                cpu_time=v.cpu_time_ns(), cpu=hv.sched.processor_of(v))
             copy_back = True
         elif cmd == Domctl.set_max_evtchn:
             d.max_evtchn_port = S.XEN_DOMCTL_SET_MAX_EVTCHN.unpack(raw, U).max_port
@@ -163,6 +164,11 @@ def do_domctl(caller, arg, *_):
                 raise HypercallError(Errno.EINVAL)
             d.max_grant_frames = lim.grant_frames
             d.max_maptrack_frames = lim.maptrack_frames
+        elif cmd == Domctl.scheduler_op:
+            copy_back = _scheduler_op(hv, d, raw)
+        elif cmd in (Domctl.setvcpuaffinity, Domctl.getvcpuaffinity):
+            _vcpu_affinity(caller, hv, d, raw, cmd == Domctl.setvcpuaffinity)
+            copy_back = True
         else:
             raise HypercallError(Errno.ENOSYS)
     if copy_back:
@@ -177,3 +183,62 @@ def register(hv) -> None:
 def _shared_info_frame(d) -> int:
     """The gfn where the guest mapped shared_info; Xen reports ~0 (no M2P entry) before."""
     return 0xFFFF_FFFF_FFFF_FFFF if d.shared_info_gfn is None else d.shared_info_gfn
+
+
+def _scheduler_op(hv, d, raw: bytearray) -> bool:
+    """XEN_DOMCTL_scheduler_op: a domain's weight and cap (credit, credit2)."""
+    op = S.XEN_DOMCTL_SCHEDULER_OP.unpack(raw, U)
+    pool = hv.sched.pool_of(d)
+    if op.sched_id != pool.sched.sched_id:
+        raise HypercallError(Errno.EINVAL)
+    if op.cmd not in (C.DomctlSchedOp.putinfo, C.DomctlSchedOp.getinfo):
+        raise HypercallError(Errno.EINVAL)
+    put = op.cmd == C.DomctlSchedOp.putinfo
+    arm = U + 8                       # the union after sched_id and cmd
+    params = {}
+    if put and op.sched_id in (C.Scheduler.CREDIT, C.Scheduler.CREDIT2):
+        w = S.XEN_DOMCTL_SCHED_CREDIT2.unpack(raw, arm)
+        params = {"weight": w.weight, "cap": w.cap}
+    try:
+        got = hv.sched.adjust(d, put, params)
+    except SchedError as e:
+        raise HypercallError(e.errno) from None
+    if put or op.sched_id not in (C.Scheduler.CREDIT, C.Scheduler.CREDIT2):
+        return False
+    raw[arm:arm + 4] = S.XEN_DOMCTL_SCHED_CREDIT2.pack(weight=got["weight"], cap=got["cap"])
+    return True
+
+
+def _vcpu_affinity(caller, hv, d, raw: bytearray, put: bool) -> None:
+    """XEN_DOMCTL_{set,get}vcpuaffinity: hard and/or soft affinity of one vCPU; a set
+    reports back the effective masks (hard within the pool, soft within hard)."""
+    L = S.XEN_DOMCTL_VCPUAFFINITY
+    aff = L.unpack(raw, U)
+    if aff.vcpu >= max(d.max_vcpus, len(d.vcpus)):
+        raise HypercallError(Errno.EINVAL)
+    if aff.vcpu >= len(d.vcpus):
+        raise HypercallError(Errno.ESRCH)
+    if not aff.flags & (C.XEN_VCPUAFFINITY_HARD | C.XEN_VCPUAFFINITY_SOFT):
+        raise HypercallError(Errno.EINVAL)
+    v = d.vcpus[aff.vcpu]
+    n = hv.sched.nr_cpus
+    want_hard = bool(aff.flags & C.XEN_VCPUAFFINITY_HARD)
+    want_soft = bool(aff.flags & C.XEN_VCPUAFFINITY_SOFT)
+    if put:
+        hard = (read_cpu_bitmap(caller, aff.cpumap_hard__bitmap, aff.cpumap_hard__nr_bits, n)
+                if want_hard else None)
+        soft = (read_cpu_bitmap(caller, aff.cpumap_soft__bitmap, aff.cpumap_soft__nr_bits, n)
+                if want_soft else None)
+        try:
+            hv.sched.set_affinity(v, hard, soft)
+        except SchedError as e:
+            raise HypercallError(e.errno) from None
+    hard_now, soft_now = hv.sched.effective_affinity(v)
+    if put:
+        pool_cpus = set(hv.sched.pool_of(d).cpus)
+        hard_now &= pool_cpus
+        soft_now &= hard_now
+    if want_hard:
+        write_cpu_bitmap(caller, aff.cpumap_hard__bitmap, aff.cpumap_hard__nr_bits, hard_now)
+    if want_soft:
+        write_cpu_bitmap(caller, aff.cpumap_soft__bitmap, aff.cpumap_soft__nr_bits, soft_now)

@@ -84,8 +84,10 @@ def do_sched_op(caller, cmd, arg, *_):
     cmd &= 0xFFFF_FFFF
     d = caller.domain
     if cmd == SchedOp.yield_:
-        if caller.vcpu is not None and caller.vcpu.backend is not None:
-            caller.vcpu.backend.kick()      # back to the scheduler: others may run first
+        v = caller.vcpu
+        if v is not None and getattr(v, "backend", None) is not None:
+            d.hv.sched.yield_(v)
+            v.backend.kick()                # back to the scheduler: others may run first
         os.sched_yield()
         return 0
     if cmd == SchedOp.block:

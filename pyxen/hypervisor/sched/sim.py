@@ -506,9 +506,8 @@ class Scenario:
 def _check_boot(boot: dict, where: str) -> None:
     """Boot parameters pyxen knows are checked with its own parsers; others pass through."""
     from ..params import PARAMS, ParamError
-    from .boot_params import SCHED_PARAMS
     for name, value in list(boot.items()):
-        p = SCHED_PARAMS.get(name) or PARAMS.get(name)
+        p = PARAMS.get(name)
         if p is None:
             continue
         text = ("1" if value else "0") if isinstance(value, bool) else str(value)
