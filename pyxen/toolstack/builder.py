@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..abi import structs as S
@@ -44,6 +45,9 @@ class BuildSpec:
     cmdline: str = ""
     ramdisk: str | None = None
     handle: bytes | None = None
+    # Called with the new domid right after the domain is created, before it has vCPUs
+    # or memory (libxl moves a domain to its cpupool there).
+    on_created: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -94,6 +98,8 @@ def build_pvh(xc: XenCtrl, spec: BuildSpec) -> BuiltDomain:
 
 def _build(xc, built, spec, image, ramdisk, layout):
     domid = built.domid
+    if spec.on_created is not None:
+        spec.on_created(domid)
     maxvcpus = spec.maxvcpus or spec.vcpus
     xc.domain_max_vcpus(domid, maxvcpus)
     maxmem_kb = (spec.maxmem_mib or spec.memory_mib) * 1024 + MAXMEM_SLACK_KB

@@ -21,9 +21,27 @@ Operations (args → result; domains are named by id, see ``resolve``):
 - ``rename`` {domid, name} → null
 - ``info`` {} → {key: value} in xl info's key order
 - ``dmesg`` {clear: bool} → str
+- ``list`` rows also carry ``cpupool_name`` (from xenstore /local/pool/N/name)
 - ``vcpu_list`` {domid: int | null} → [vcpu dicts]: name, domid, vcpu, cpu,
-  online, running, blocked, time_ns, hard_affinity, soft_affinity (cpu-list
-  strings)
+  online, running, blocked, time_ns, cpupool, hard_affinity, soft_affinity
+  (xl's cpu-list strings: "all" for every pCPU, else ranges like "0-1,3")
+- ``sched_list`` {sched: "credit" | "credit2", pool: str | null} → [{poolid,
+  pool, params (or null), domains: [{name, domid, weight, cap}]}] for each pool
+  using that scheduler (a named pool must use it)
+- ``sched_domain`` {domid, sched, weight: int | null, cap: int | null} →
+  {name, domid, weight, cap}; sets the ones given (libxl's checks, the other
+  value sent back unchanged)
+- ``sched_params`` {sched, pool: str | null (Pool-0), tslice_ms, ratelimit_us}
+  → {poolid, pool, ratelimit_us[, tslice_ms]}; sets the ones given
+- ``vcpu_pin`` {domid, vcpu: int | null (all), hard: str | null, soft: str |
+  null} → {warnings: [str]}; cpu lists as xl takes them, "-" = unchanged
+- ``cpupool_list`` {} → [{poolid, name, sched, n_dom, cpus: [int]}]
+- ``cpupool_create`` {name, sched: str | null (the host's), cpus: [str] | str
+  | null, nodes: [str] | null, dry_run} → {poolid (null on a dry run), name,
+  sched, cpus}
+- ``cpupool_destroy`` {pool} / ``cpupool_rename`` {pool, name} /
+  ``cpupool_cpu_add`` {pool, cpus: str} / ``cpupool_cpu_remove`` {pool, cpus}
+  / ``cpupool_migrate`` {domid, pool} → null (pool: a name or an id)
 - ``set_parameters`` {params: str} → null (runtime parameters only)
 - ``console`` {domid, hypervisor: bool} → stream
 - ``stop`` {} → null (the daemon exits)

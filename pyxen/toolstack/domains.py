@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..abi.constants import ShutdownReason
+from ..abi.constants import Errno, Scheduler, ShutdownReason
 from .builder import BuildError, BuildSpec, build_pvh, resolve_path
 from .coredump import write_core
+from .cpupools import SchedControl, SchedCtlError, pool_id_by_name
 from .privcmd import Privcmd, XenError
 from .xenctrl import XenCtrl
 from .xlcfg import DomainConfig
@@ -139,12 +140,14 @@ class DomainManager:
                 raise DomainError(f'domain with name "{name}" already exists')
             self.ended.pop(name, None)
         handle = uuid.UUID(dc.uuid) if dc.uuid else uuid.uuid4()
+        poolid = self._pool_of_config(dc)
         spec = BuildSpec(
             name=name, kernel=resolve_path(dc.kernel or "", config_dir),
             memory_mib=dc.memory, maxmem_mib=dc.maxmem, vcpus=dc.vcpus,
             maxvcpus=dc.maxvcpus, cmdline=dc.cmdline or "",
             ramdisk=resolve_path(dc.ramdisk, config_dir) if dc.ramdisk else None,
-            handle=handle.bytes)
+            handle=handle.bytes,
+            on_created=None if poolid is None else lambda d: self._join_pool(d, poolid))
         try:
             built = build_pvh(self.xc, spec)
         except BuildError as e:
@@ -157,6 +160,7 @@ class DomainManager:
         with self._lock:
             self.records[domid] = rec
         try:
+            self._apply_scheduling(domid, dc)
             self._publish(rec, built)
             self.xs.introduce(domid, built.store_gfn, built.store_port)
             if self.consoles is not None:
@@ -168,6 +172,71 @@ class DomainManager:
             raise
         self.log(f"created domain {domid} ({name})", INFO)
         return rec
+
+    # -- cpupool, affinity and scheduler parameters from xl.cfg ------------------------------
+    def _pool_of_config(self, dc: DomainConfig) -> int | None:
+        """pool="NAME" (or an id) → the pool's id, checked before anything is built."""
+        if dc.pool is None:
+            return None
+        poolid = pool_id_by_name(self.xc, self.xs, dc.pool)
+        if poolid is None and dc.pool.isdigit():
+            if any(p.poolid == int(dc.pool) for p in self.xc.cpupool_list()):
+                poolid = int(dc.pool)
+        if poolid is None:
+            raise DomainError(f"Illegal pool specified: {dc.pool}")
+        return poolid
+
+    def _join_pool(self, domid: int, poolid: int) -> None:
+        if poolid == 0:
+            return                       # where every domain starts
+        try:
+            self.xc.cpupool_movedomain(poolid, domid)
+        except XenError as e:
+            why = ("the pool has no pCPUs" if e.errno == Errno.ENOENT else os.strerror(e.errno))
+            raise BuildError(f"domain move fail: {why}") from None
+
+    def _apply_scheduling(self, domid: int, dc: DomainConfig) -> None:
+        """cpus= / cpus_soft= per vCPU, then cpu_weight / cap for the domain's pool's
+        scheduler, as libxl does before the domain first runs."""
+        ctl = SchedControl(self.xc, self.xs, self.name_of)
+        try:
+            if dc.cpus is not None or dc.cpus_soft is not None:
+                hard = self._affinity_specs(dc.cpus, dc.maxvcpus)
+                soft = self._affinity_specs(dc.cpus_soft, dc.maxvcpus)
+                for vcpu in range(dc.maxvcpus):
+                    h = ctl.cpu_set(hard[vcpu], "cpus") if vcpu < len(hard) else None
+                    s = ctl.cpu_set(soft[vcpu], "cpus_soft") if vcpu < len(soft) else None
+                    if h is None and s is None:
+                        continue
+                    for warning in ctl.set_affinity(domid, vcpu, h, s):
+                        self.log(f"domain {domid}: {warning}")
+            if dc.cpu_weight is not None or dc.cap is not None:
+                info = self.xc.domain_getinfo(domid)
+                pool = ctl.pool_info(info.cpupool if info is not None else 0)
+                sched = {Scheduler.CREDIT: "credit", Scheduler.CREDIT2: "credit2"}.get(
+                    pool.sched_id)
+                if sched is None:
+                    self.log(f"domain {domid}: its cpupool's scheduler has no weight or cap;"
+                             " ignoring cpu_weight / cap")
+                else:
+                    ctl.sched_domain(domid, sched, weight=dc.cpu_weight, cap=dc.cap)
+        except SchedCtlError as e:
+            raise DomainError(str(e)) from None
+
+    @staticmethod
+    def _affinity_specs(raw, maxvcpus: int) -> list[str]:
+        """One cpu-list per vCPU: a string is every vCPU's, list item i is vCPU i's (xl
+        stops at the first item that is not a string)."""
+        if raw is None:
+            return []
+        if isinstance(raw, str):
+            return [raw] * maxvcpus
+        specs: list[str] = []
+        for item in raw:
+            if not isinstance(item, str):
+                break
+            specs.append(item)
+        return specs[:maxvcpus]
 
     def _publish(self, rec: DomainRecord, built) -> None:
         """The xenstore layout libxl writes for a new domain, with its permissions."""

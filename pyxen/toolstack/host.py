@@ -25,6 +25,7 @@ import click
 from .. import __version__
 from ..abi.constants import ShutdownReason
 from .control import ControlClient, ControlError, default_socket_path, encode
+from .cpupools import SchedControl, SchedCtlError, cpumap_text
 from .domains import DomainError, DomainManager
 from .privcmd import Privcmd, XenError
 from .xenctrl import XenCtrl
@@ -80,6 +81,8 @@ class HostDaemon:
                                      self.consoles, watch_xs=self.xenstored.local_client(),
                                      log=self._log,
                                      **({"dump_dir": dump_dir} if dump_dir else {}))
+        self.sched = SchedControl(self.xc, self.xenstored.local_client(), self.domains.name_of)
+        self.sched.publish_pool0()
         self._server = _ControlServer(self.control_path, self)
         self._stopped = threading.Event()
         self._serve_thread: threading.Thread | None = None
@@ -163,6 +166,7 @@ class HostDaemon:
                 "dying": info.dying,
                 "shutdown_reason": info.shutdown_reason if info.shutdown else None,
                 "ssidref": 0, "cpupool": info.cpupool,
+                "cpupool_name": self.sched.pool_name(info.cpupool),
                 "uptime_s": (now - rec.created) if rec else now - self.started,
                 **({"config": rec.config.libxl_json()} if rec else {}),
             })
@@ -202,7 +206,8 @@ class HostDaemon:
             "hw_caps": ":".join("00000000" for _ in range(8)),
             "virt_caps": "hvm hap", "total_memory": pi.total_pages * 4096 >> 20,
             "free_memory": pi.free_pages * 4096 >> 20, "sharing_freed_memory": 0,
-            "sharing_used_memory": 0, "outstanding_claims": 0, "free_cpus": 0,
+            "sharing_used_memory": 0, "outstanding_claims": 0,
+            "free_cpus": len(self.xc.cpupool_freeinfo()),
             "xen_major": major, "xen_minor": minor, "xen_extra": hv.version_extra,
             "xen_version": f"{major}.{minor}{hv.version_extra}", "xen_caps": hv.capabilities,
             "xen_scheduler": hv.params.get("sched", "credit"), "xen_pagesize": 4096,
@@ -219,19 +224,64 @@ class HostDaemon:
 
     def op_vcpu_list(self, domid: int | None = None) -> list[dict]:
         infos = self.xc.domain_getinfo_all()
+        nr_cpus = self.sched.nr_cpus
         out = []
         for info in infos:
             if domid is not None and info.domid != domid:
                 continue
             nvcpus = info.max_vcpu_id + 1 if info.max_vcpu_id < 0xFFFF_FFFF else 0
             for v in range(nvcpus):
-                vi = self.xc.domain_getvcpuinfo(info.domid, v)
+                try:
+                    vi = self.xc.domain_getvcpuinfo(info.domid, v)
+                    hard, soft = self.sched.affinity(info.domid, v)
+                except XenError:
+                    continue              # the domain went away meanwhile
                 out.append({"name": self.domains.name_of(info.domid), "domid": info.domid,
                             "vcpu": v, "cpu": vi.cpu, "online": bool(vi.online),
                             "running": bool(vi.running), "blocked": bool(vi.blocked),
-                            "time_ns": vi.cpu_time, "hard_affinity": "all",
-                            "soft_affinity": "all"})
+                            "time_ns": vi.cpu_time,
+                            "hard_affinity": cpumap_text(hard, nr_cpus),
+                            "soft_affinity": cpumap_text(soft, nr_cpus),
+                            "cpupool": info.cpupool})
         return out
+
+    # -- scheduling and cpupools (cpupools.py) -----------------------------------------------
+    def op_sched_list(self, sched: str, pool: str | None = None) -> list[dict]:
+        return self.sched.sched_list(sched, pool)
+
+    def op_sched_domain(self, domid: int, sched: str, weight: int | None = None,
+                        cap: int | None = None) -> dict:
+        return self.sched.sched_domain(domid, sched, weight, cap)
+
+    def op_sched_params(self, sched: str, pool: str | None = None,
+                        tslice_ms: int | None = None, ratelimit_us: int | None = None) -> dict:
+        return self.sched.sched_params(sched, pool, tslice_ms, ratelimit_us)
+
+    def op_vcpu_pin(self, domid: int, vcpu: int | None, hard: str | None,
+                    soft: str | None = None) -> dict:
+        return self.sched.vcpu_pin(domid, vcpu, hard, soft)
+
+    def op_cpupool_list(self) -> list[dict]:
+        return self.sched.cpupool_list()
+
+    def op_cpupool_create(self, name: str, sched: str | None = None, cpus=None, nodes=None,
+                          dry_run: bool = False) -> dict:
+        return self.sched.cpupool_create(name, sched, cpus, nodes, dry_run)
+
+    def op_cpupool_destroy(self, pool: str) -> None:
+        self.sched.cpupool_destroy(pool)
+
+    def op_cpupool_rename(self, pool: str, name: str) -> None:
+        self.sched.cpupool_rename(pool, name)
+
+    def op_cpupool_cpu_add(self, pool: str, cpus: str) -> None:
+        self.sched.cpupool_cpu_add(pool, cpus)
+
+    def op_cpupool_cpu_remove(self, pool: str, cpus: str) -> None:
+        self.sched.cpupool_cpu_remove(pool, cpus)
+
+    def op_cpupool_migrate(self, domid: int, pool: str) -> None:
+        self.sched.cpupool_migrate(domid, pool)
 
     def op_set_parameters(self, params: str) -> None:
         try:
@@ -291,7 +341,7 @@ class _ControlHandler(socketserver.StreamRequestHandler):
             result = fn(**args)
         except TypeError as e:
             self._reply({"ok": False, "error": f"bad arguments for {op}: {e}"})
-        except (DomainError, ControlError, XenError) as e:
+        except (DomainError, ControlError, SchedCtlError, XenError) as e:
             self._reply({"ok": False, "error": str(e)})
         except Exception as e:  # noqa: BLE001 - a bug must not take the daemon down
             host._log(f"internal error in {op}: {type(e).__name__}: {e}")

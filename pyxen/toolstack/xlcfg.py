@@ -965,6 +965,46 @@ def parse_cpu_spec(spec: str) -> frozenset[int] | None:
     return frozenset(cpus) if simple else None
 
 
+def resolve_cpu_spec(spec: str, nr_cpus: int) -> frozenset[int]:
+    """A cpu list as xl reads it (`cpus=`, vcpu-pin, cpupool-cpu-add): comma-separated items,
+    applied left to right, each a pCPU or range ("2", "0-3"), "all", or "node:N" /
+    "nodes:N-M" (every pCPU of those NUMA nodes), any of them prefixed by "^" to remove
+    them.  This host has one NUMA node, 0, holding every pCPU.  Raises XlConfigError with
+    xl's words for a malformed item, and for a pCPU or node the host does not have."""
+    cpus: set[int] = set()
+    for item in (part for part in spec.split(",") if part):  # strtok skips empty fields
+        remove = item.startswith("^")
+        body = item[1:] if remove else item
+        nodes = False
+        for prefix in ("node:", "nodes:"):
+            if body.startswith(prefix):
+                body, nodes = body[len(prefix):], True
+                break
+        if body == "all":
+            if remove:
+                raise XlConfigError("Can't combine \"^\" and \"all\".")
+            span: range = range(nr_cpus)
+        else:
+            bounds = _parse_cpu_range(body)
+            if bounds is None:
+                raise XlConfigError(f"Invalid pcpu range: {body}.")
+            if nodes:
+                if bounds[1] > 0:
+                    raise XlConfigError(f"Invalid node: {bounds[1]} (this host has one NUMA"
+                                        " node, node 0)")
+                span = range(nr_cpus)
+            else:
+                if bounds[1] >= nr_cpus and not remove:
+                    raise XlConfigError(f"Invalid pcpu range: {body} (this host has pCPUs"
+                                        f" 0-{nr_cpus - 1})")
+                span = range(bounds[0], min(bounds[1], nr_cpus - 1) + 1)
+        if remove:
+            cpus.difference_update(span)
+        else:
+            cpus.update(span)
+    return frozenset(cpus)
+
+
 class _Reader:
     """Reads keys the way xl_parse.c does: a getter error is printed as a warning and the key
     is then treated as absent, unless the caller makes it fatal."""

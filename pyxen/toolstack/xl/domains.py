@@ -87,6 +87,11 @@ def create(env: Env, args: tuple[str, ...], config_opt: str | None, paused: bool
     for key in dc.unknown_keys():
         env.log(f"{path}: ignoring unknown key {key!r}")
 
+    if dc.pool is not None and not dry_run:
+        pools = env.client().call("cpupool_list") or []
+        if not any(dc.pool in (p["name"], str(p["poolid"])) for p in pools):
+            # xl checks the pool while it parses the config, and exits 1.
+            raise XlExit(f"Illegal pool specified: {dc.pool}", EXIT_FAILURE)
     request = {"config_path": os.path.abspath(path), "config_text": cfg.text,
                "overrides": overrides, "paused": paused, "dry_run": dry_run}
     if dry_run or debug:

@@ -480,3 +480,52 @@ def _sort_value(dom: Dom, key: int, sample: TopSample, previous: TopSample | Non
 
 
 TOP_SORT_FIELDS = 19
+
+
+# --- xl sched-credit / sched-credit2 (xl_sched.c) -----------------------------------------------
+
+SCHED_HEADER = f"{'Name':<33} {'ID':>4} {'Weight':>6} {'Cap':>4}"
+
+
+def sched_pool_line(sched: str, pool: str, params: Mapping[str, Any] | None) -> str:
+    """The `Cpupool NAME: ...` line of a pool's scheduler-wide parameters."""
+    if not params:
+        return f"Cpupool {pool}: [sched params unavailable]"
+    if sched == "credit":
+        return (f"Cpupool {pool}: tslice={int(params['tslice_ms'])}ms"
+                f" ratelimit={int(params['ratelimit_us'])}us")
+    return f"Cpupool {pool}: ratelimit={int(params['ratelimit_us'])}us"
+
+
+def sched_domain_row(d: Dom) -> str:
+    return (f"{d.get('name', '')!s:<33} {int(d['domid']):4d} {int(d['weight']):6d}"
+            f" {int(d['cap']):4d}")
+
+
+def format_sched_list(sched: str, pools: Sequence[Dom]) -> str:
+    """Every pool using the scheduler: its parameters line, the header, its domains."""
+    lines: list[str] = []
+    for pool in pools:
+        lines.append(sched_pool_line(sched, str(pool["pool"]), pool.get("params")))
+        lines.append(SCHED_HEADER)
+        lines += [sched_domain_row(d) for d in pool.get("domains") or []]
+    return "".join(line + "\n" for line in lines)
+
+
+# --- xl cpupool-list (xl_cpupool.c) ------------------------------------------------------------
+
+CPUPOOL_LIST_HEADER = f"{'Name':<19}CPUs   Sched     Active   Domain count"
+CPUPOOL_CPUS_HEADER = f"{'Name':<19}CPU list"
+
+
+def format_cpupool_list(pools: Sequence[Dom], cpus: bool = False) -> str:
+    lines = [CPUPOOL_CPUS_HEADER if cpus else CPUPOOL_LIST_HEADER]
+    for pool in pools:
+        row = f"{pool['name']!s:<19}"
+        members = [int(c) for c in pool.get("cpus") or []]
+        if cpus:
+            row += ",".join(str(c) for c in members)
+        else:
+            row += f"{len(members):3d} {pool['sched']!s:>9}       y       {int(pool['n_dom']):4d}"
+        lines.append(row)
+    return "".join(line + "\n" for line in lines)

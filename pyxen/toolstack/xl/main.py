@@ -18,7 +18,7 @@ import click
 
 from ..control import ENV_SOCKET, ControlError
 from . import console as console_mod
-from . import domains, host
+from . import domains, host, sched
 from . import top as top_mod
 from .client import XlExit
 from .common import EXIT_FAILURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Env, eprint
@@ -43,7 +43,10 @@ def main(ctx: click.Context, verbose: int, control: str | None) -> None:
 for command in (domains.create, domains.list_cmd, domains.destroy, domains.shutdown,
                 domains.reboot, domains.pause, domains.unpause, domains.rename,
                 domains.domid_cmd, domains.domname_cmd, domains.uptime, domains.vcpu_list,
-                host.info, host.dmesg, host.set_parameters, console_mod.console, top_mod.top):
+                host.info, host.dmesg, host.set_parameters, console_mod.console, top_mod.top,
+                sched.sched_credit, sched.sched_credit2, sched.vcpu_pin, sched.cpupool_list,
+                sched.cpupool_create, sched.cpupool_destroy, sched.cpupool_rename,
+                sched.cpupool_cpu_add, sched.cpupool_cpu_remove, sched.cpupool_migrate):
     main.add_command(command)
 
 
