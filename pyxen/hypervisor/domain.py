@@ -86,7 +86,8 @@ class Domain:
         self.grant_table = GrantTable(self)
         self.host_upcall = None                   # Dom0: the host's event handler
         self.watchdogs: list = [None, None]       # SCHEDOP_watchdog timers (Xen has 2)
-        self.cpupool = 0
+        self.cpupool = 0                          # Pool-0 until the toolstack moves it
+        hv.sched.add_domain(self)
 
     def __repr__(self) -> str:
         return f"d{self.domid}"

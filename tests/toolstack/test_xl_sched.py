@@ -100,6 +100,7 @@ def test_sched_credit2_and_the_xl_cfg_keys(daemon):
        'cpus_soft="1"')
     assert ok(daemon, "sched-credit2") == (
         "Cpupool Pool-0: ratelimit=1000us\n" + SCHED_HEADER + "\n"
+        + sched_row("Domain-0", 0, 256, 0) + "\n"
         + sched_row("test-shutdown", 1, 512, 50) + "\n")
     assert vcpu_rows(daemon, "test-shutdown")[0][2] == "0-1 / 1"
     assert ok(daemon, "sched-credit2", "-d", "test-shutdown") == (

@@ -334,6 +334,12 @@ class SchedulerHost:
             if len(pool.cpus) == 1 and any(not d.is_dying for d in self.pool_domains(pool)):
                 raise SchedError("the pool's last pCPU and it has domains", Errno.EBUSY)
             pcpu = self.pcpus[cpu]
+            if pcpu.thread is None:           # not started: nothing can run on it
+                with pool.lock:
+                    pool.cpus.discard(cpu)
+                    pool.sched.remove_cpu(cpu)
+                    pcpu.pool = None
+                return
             # The pCPU's own thread leaves the pool between two runs (nothing of the
             # pool runs on it afterwards); wait for that.
             done = threading.Event()
@@ -401,7 +407,7 @@ class SchedulerHost:
         with pool.lock:
             sd = pool.domains.get(d.domid)
             if sd is None:
-                raise SchedError(f"{d} has no vCPUs yet", Errno.EINVAL)
+                raise SchedError(f"{d} is not scheduled", Errno.ESRCH)
             try:
                 return pool.sched.adjust(sd, put, params)
             except ValueError as e:
@@ -461,15 +467,22 @@ class SchedulerHost:
             return every, every
         return (set(unit.hard_affinity) or every, set(unit.soft_affinity) or every)
 
-    # -- vCPUs ---------------------------------------------------------------------------
-    def add_vcpu(self, v: Vcpu) -> None:
-        d = v.domain
+    # -- domains and vCPUs ------------------------------------------------------------------
+    def add_domain(self, d: Domain) -> None:
+        """A new domain joins its pool's scheduler (Xen's sched_init_domain): it has
+        scheduling parameters before it has vCPUs."""
         pool = self.pool_of(d)
         with pool.lock:
-            sd = pool.domains.get(d.domid)
-            if sd is None:
+            if d.domid not in pool.domains:
                 sd = pool.domains[d.domid] = SchedDomain(d.domid)
                 pool.sched.insert_domain(sd)
+
+    def add_vcpu(self, v: Vcpu) -> None:
+        d = v.domain
+        self.add_domain(d)
+        pool = self.pool_of(d)
+        with pool.lock:
+            sd = pool.domains[d.domid]
             unit = SchedUnit(sd, v.vcpu_id)
             unit.vcpu = v
             unit.pending_migrate = False
