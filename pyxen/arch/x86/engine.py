@@ -82,6 +82,13 @@ VMMCALL = b"\x0f\x01\xd9"
 MSR_WINDOW_INSNS = 100_000       # how long to watch for the hypercall-page WRMSR
 DEBUG_PORT = 0xE9                # Xen's HVM debug console port
 SLICE_S = 0.005                  # how long a vCPU keeps the engine while others wait
+# Other threads never call uc_emu_stop on a running engine: unicorn 2.1.4 checks
+# for a stop request after each memory access *inside* an instruction and then
+# restarts the instruction from its beginning, so an asynchronous uc_emu_stop
+# can make a `lock xadd`/`xchg`/`cmpxchg` whose store was done run again. They
+# set the engine's stop flag instead (raw.StopFlag: the engine stops itself at
+# the next translation-block boundary). Runs are not counted (uc_emu_start's
+# `count`): that calls a function before every instruction (~20x slower).
 HF_INHIBIT_IRQ = 1 << 3          # hflags: the instruction after STI / MOV SS
 MSR_TSC_AUX = 0xC000_0103
 
@@ -133,14 +140,23 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in out]
 
 
+def _env_of(uc: Uc) -> int:
+    return raw.find_cpu_env(uc, [X.UC_X86_REG_RAX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX,
+                                 X.UC_X86_REG_RBX])
+
+
+def _bare_engine() -> Uc:
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.ctl_set_cpu_model(CPU_MODEL)
+    return uc
+
+
 def new_engine() -> tuple[Uc, int]:
     """A ready x86-64 engine with pyxen's CPU model, and the address of its CPU state."""
     cs.verify_layout()
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    uc.ctl_set_cpu_model(CPU_MODEL)
-    env = raw.find_cpu_env(uc, [X.UC_X86_REG_RAX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX,
-                                X.UC_X86_REG_RBX])
-    return uc, env
+    raw.find_halted_offset(_bare_engine, _env_of)
+    uc = _bare_engine()
+    return uc, _env_of(uc)
 
 
 class TurnQueue:
@@ -202,6 +218,9 @@ class DomainEngine:
         self.uc, env = engine or new_engine()
         self.handle = self.uc._uch
         self.cpu = cs.CpuState(env)
+        # The engine's "CPU halted" flag: set by HLT, cleared when a run starts.
+        self._halted = ctypes.c_int32.from_address(
+            env + raw.find_halted_offset(_bare_engine, _env_of))
         self._env = self.cpu.mem
         self.regs = self.cpu.regs
         self.walker = PageWalker(self.phys, maxphyaddr=MAXPHYADDR)
@@ -224,6 +243,7 @@ class DomainEngine:
         self._crash: str | None = None
         self._shutdown_on_exit: int | None = None
         self._in_emu = False
+        self._emu_thread = 0                        # the thread inside emu_start
         self._run_lock = threading.Lock()
         self._slice_start = 0.0
         self._deadline: int | None = None          # end of the current time slice
@@ -246,6 +266,9 @@ class DomainEngine:
         self._remap = False                          # some ranges are dirty
         self._dirty: list[tuple[int, int]] = []      # gfn ranges changed since the last sync
         self._dirty_lock = threading.Lock()
+        # Before any code is translated: blocks translated earlier would not stop.
+        self._stop_flag = raw.StopFlag(self.handle)
+        raw.flush_all_code(self.handle)
         self._private = ctypes.create_string_buffer(4096)
         self.uc.mem_map_ptr(PRIVATE_GPA, 4096, 5, ctypes.addressof(self._private))
         self._mmu_mode = None
@@ -391,6 +414,10 @@ class DomainEngine:
                     v.kick_requested = False
                     return ExitReason.KICKED
                 self._in_emu = True
+                self._emu_thread = threading.get_ident()
+                # Requests from now on stop this run; older ones were for past runs
+                # (kicks are looked at just above; the ticker repeats the others).
+                self._stop_flag.clear()
             gate.enter_guest()
             try:
                 # Inside the gate: a p2m change made by an updater holding it is in
@@ -416,10 +443,9 @@ class DomainEngine:
             if self._crash is not None:
                 return self._stop_reason()
             if err == 0:
-                # Stopped: by a kick, or by HLT (the engine returns after it). A kick
-                # wins: misreading a kick as HLT could take the vCPU offline, while a
-                # kick that raced a real HLT only resumes the guest after it.
-                if not v.kick_requested and self._at_hlt():
+                # Stopped (stop flag, or one of our hooks), or the guest executed HLT
+                # (the engine returns after it; the flag is cleared by any other exit).
+                if self._halted.value:
                     return ExitReason.HALTED
                 if self.turns.waiting:
                     return ExitReason.KICKED      # let another vCPU have the engine
@@ -449,11 +475,23 @@ class DomainEngine:
         v.upcall_blocked = False
         self._deliver(vector)
 
-    def stop(self) -> None:
-        """Make the running emu_start return soon (any thread)."""
-        with self._run_lock:
-            if self._in_emu:
+    def _stop_here(self) -> None:
+        """Make the running engine return (the caller holds _run_lock).
+
+        From one of our hooks (the thread running guest code) it stops at once;
+        from any other thread at the next block boundary, through the stop flag
+        (never uc_emu_stop from another thread: see raw.StopFlag).
+        """
+        if self._in_emu:
+            if threading.get_ident() == self._emu_thread:
                 raw.uc_emu_stop(self.handle)
+            else:
+                self._stop_flag.request()
+
+    def stop(self) -> None:
+        """Make the running guest code return soon (any thread)."""
+        with self._run_lock:
+            self._stop_here()
         self.arch.ticker.watch(self)
 
     def stop_for_update(self) -> None:
@@ -463,16 +501,16 @@ class DomainEngine:
     def kick(self, v: X86Vcpu) -> None:
         with self._run_lock:
             v.kick_requested = True
-            if self._in_emu and self.current is v:
-                raw.uc_emu_stop(self.handle)
+            if self.current is v:
+                self._stop_here()
         self.turns.wake_waiters()
         self.arch.ticker.watch(self)
 
     def ticker_poll(self) -> bool:
         """For the ticker (every millisecond): stop the engine if someone waits for it.
 
-        Returns whether to keep watching. A stop requested just before emu_start
-        began is forgotten by the engine, hence the repeats.
+        Returns whether to keep watching. A request made just before a run
+        starts is cleared by it, hence the repeats.
         """
         v = self.current
         deadline = self._deadline
@@ -484,7 +522,7 @@ class DomainEngine:
                      or (self.turns.waiting
                          and time.monotonic() - self._slice_start >= SLICE_S))
             if wants and self._in_emu:
-                raw.uc_emu_stop(self.handle)
+                self._stop_flag.request()
             return bool(wants or self.turns.waiting
                         or (deadline is not None and self._in_emu))
 
