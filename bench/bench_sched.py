@@ -13,6 +13,11 @@ the figure is mostly the simulator's own cost). No trace is written.
 `decision_us_p50()`: credit2's do_schedule cost inside the simulator, median µs
 per call, on the same host and mix for 2 s of virtual time.
 
+`vcpu_switch_us_p50()`: two real guests (guests/hog yield=1) on one pCPU under
+credit2, each calling SCHEDOP_yield in a loop: the median time until a vCPU
+runs again is two vCPU switches. Baseline in the same run: one such guest
+alone (its yield finds nobody to switch to).
+
 Run standalone: `python bench/bench_sched.py [--seconds N] [--mix NAME]`.
 """
 
@@ -170,6 +175,56 @@ def decision_us_p50(seconds: float = 2, details: dict | None = None,
     return round(statistics.median(samples) / 1000, 2)
 
 
+def _yield_p50_ns(n_domains: int, seconds: float = 2.0) -> list[int]:
+    """Run n hog guests in yield mode on one credit2 pCPU; each one's median ns."""
+    import io
+    import os
+    import re
+
+    from pyxen.hypervisor.hypervisor import Hypervisor
+    from pyxen.toolstack.privcmd import Privcmd
+    from pyxen.toolstack.runner import DomainRunner
+    from pyxen.toolstack.xlcfg import build_domain_config, load_config
+
+    root = Path(__file__).resolve().parent.parent
+    cwd = os.getcwd()
+    os.chdir(root)
+    hv = Hypervisor("nr_cpus=1 sched=credit2 loglvl=error guest_loglvl=all")
+    runners, outs = [], []
+    try:
+        pc = Privcmd(hv)
+        for i in range(n_domains):
+            dc = build_domain_config(load_config(
+                root / "guests/hog/hog.cfg",
+                (f'name="yield{i}"', f"cmdline='yield=1 seconds={seconds:g}'")))
+            out = io.StringIO()
+            r = DomainRunner(pc, dc, out=out, err=io.StringIO(), quiet=True)
+            r.start()
+            runners.append(r)
+            outs.append(out)
+        for r in runners:
+            r.wait(time.monotonic() + seconds + 60)
+    finally:
+        for r in runners:
+            r.close()
+        hv.shutdown_host()
+        os.chdir(cwd)
+    found = [re.search(r"yields (\d+) p50 (\d+) ns", o.getvalue()) for o in outs]
+    if not all(found):
+        raise RuntimeError("a yield guest did not report: " + repr([o.getvalue()[-300:]
+                                                                     for o in outs]))
+    return [int(m.group(2)) for m in found]
+
+
+def vcpu_switch_us_p50(seconds: float = 2.0, details: dict | None = None) -> float:
+    """µs per vCPU switch between two real guests' vCPUs on one pCPU (median)."""
+    pair = _yield_p50_ns(2, seconds)
+    alone = _yield_p50_ns(1, seconds)
+    if details is not None:
+        details.update(yield_alone_us=round(alone[0] / 1000, 2))
+    return round(statistics.median(pair) / 2 / 1000, 2)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60, help="virtual seconds (default 60)")
@@ -180,6 +235,9 @@ if __name__ == "__main__":
     wall = sim_512vcpu_60s_wall_s(args.seconds, info, args.mix, args.scheduler)
     print(f"sim 512 vCPUs / 64 pCPUs / {args.seconds:g} s virtual ({args.mix}): "
           f"{wall:.2f} s wall  {info}")
+    sw: dict = {}
+    print(f"vCPU switch p50 (two real guests, one pCPU, credit2): "
+          f"{vcpu_switch_us_p50(details=sw)} µs  (a yield alone: {sw['yield_alone_us']} µs)")
     dinfo: dict = {}
     p50 = decision_us_p50(details=dinfo, mix=args.mix)
     if p50 is None:

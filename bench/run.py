@@ -352,6 +352,9 @@ def bench_sched(res):
     res["sched_sim_512vcpu_60s_wall_s_rr"] = bench_sched.sim_512vcpu_60s_wall_s(
         scheduler="rr")
     res["sched_decision_us_p50"] = bench_sched.decision_us_p50()
+    sw: dict = {}
+    res["vcpu_switch_us_p50"] = bench_sched.vcpu_switch_us_p50(details=sw)
+    res["yield_alone_us_p50"] = sw["yield_alone_us"]
 
 
 def main() -> int:
@@ -417,6 +420,8 @@ def main() -> int:
         ("sched_sim_512vcpu_60s_wall_s", res["sched_sim_512vcpu_60s_wall_s"],
          "simulator with round-robin", res["sched_sim_512vcpu_60s_wall_s_rr"]),
         ("sched_decision_us_p50", res["sched_decision_us_p50"], "", None),
+        ("vcpu_switch_us_p50", res["vcpu_switch_us_p50"], "a yield with nobody to switch to",
+         res["yield_alone_us_p50"]),
     ]
     for key, value, base_name, base in rows:
         ratio = ("" if base in (None, 0) or key.startswith(("compute", "smp"))

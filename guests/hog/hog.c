@@ -1,6 +1,9 @@
 /* hog: a CPU-bound guest for scheduler tests.  Every vCPU (cfg vcpus=N) spins
  * on arithmetic for ever, or for `seconds=N` of pvclock time and then the
- * domain powers off: all it gets is what the scheduler gives it. */
+ * domain powers off: all it gets is what the scheduler gives it.
+ * `yield=1`: vCPU 0 calls SCHEDOP_yield in a loop instead and reports the
+ * median time until it runs again (with another yielding domain on the same
+ * pCPU: two vCPU switches). */
 #include "sdk.h"
 
 const char test_title[] = "hog: spins";
@@ -22,6 +25,31 @@ static void spin(void *arg)
     }
 }
 
+#define YIELD_SAMPLES 2048
+static uint64_t samples[YIELD_SAMPLES];
+
+static void yield_loop(void)
+{
+    unsigned long n = 0;
+    uint64_t last = xen_now();
+    while (!until || last < until) {
+        HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
+        uint64_t now = xen_now();
+        samples[n % YIELD_SAMPLES] = now - last;
+        last = now;
+        n++;
+    }
+    unsigned long k = n < YIELD_SAMPLES ? n : YIELD_SAMPLES;
+    for (unsigned long i = 1; i < k; i++) {          /* insertion sort: k is small */
+        uint64_t v = samples[i];
+        unsigned long j = i;
+        for (; j > 0 && samples[j - 1] > v; j--)
+            samples[j] = samples[j - 1];
+        samples[j] = v;
+    }
+    printf("hog: yields %lu p50 %llu ns\n", n, k ? (unsigned long long)samples[k / 2] : 0ULL);
+}
+
 void test_main(void)
 {
     evtchn_init();
@@ -34,6 +62,11 @@ void test_main(void)
         n++;
     }
     until = seconds ? xen_now() + seconds * NS_PER_SEC : 0;
+    if (cmdline_get_u64("yield", 0)) {
+        printf("hog: spinning\n");
+        yield_loop();
+        return;
+    }
     printf("hog: spinning on %u vCPUs\n", n);
     for (unsigned int i = 1; i < n; i++)
         smp_run(i, spin, NULL);

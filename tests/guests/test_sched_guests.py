@@ -103,3 +103,18 @@ def test_hard_affinity_is_never_violated(host):
     assert seen == {1}, seen
     sa, sb = _shares(xc, [a, b], 1.0)
     assert sa + sb < 1.1 and min(sa, sb) > 0.3, (sa, sb)   # both share pCPU 1
+
+
+@pytest.mark.parametrize("host", ["nr_cpus=1 sched=credit2"], indirect=True)
+def test_two_yielding_guests_on_one_pcpu_take_turns(host):
+    """SCHEDOP_yield hands the pCPU to the other domain: both make progress at about
+    the same rate (what bench_sched's vcpu_switch_us_p50 measures)."""
+    import re
+    for i in range(2):
+        host.start("hog", f'name="y{i}"', "cmdline='yield=1 seconds=1'")
+    counts = []
+    for run in host.wait_all(30):
+        m = next(re.search(r"yields (\d+) p50 (\d+) ns", line) for line in run.console
+                 if "yields" in line)
+        counts.append(int(m.group(1)))
+    assert min(counts) > 1000 and max(counts) / min(counts) < 1.5, counts
