@@ -851,6 +851,16 @@ XEN_SYSCTL_PHYSCAP_hvm = 1 << 0
 XEN_SYSCTL_PHYSCAP_hvm_directio = 1 << 1
 
 
+class TbufOp(enum.IntEnum):
+    """XEN_SYSCTL_tbuf_op commands (struct xen_sysctl_tbuf_op.cmd)."""
+    get_info = 0
+    set_cpu_mask = 1
+    set_evt_mask = 2
+    set_size = 3
+    enable = 4
+    disable = 5
+
+
 class CpupoolOp(enum.IntEnum):
     create = 1
     destroy = 2

@@ -1055,6 +1055,14 @@ XEN_SYSCTL_CPUPOOL_OP = _struct("xen_sysctl_cpupool_op", 40, [
     ("cpumap__bitmap", 24, "Q"),
     ("cpumap__nr_bits", 32, "I"),
 ], _SYSCTL)
+XEN_SYSCTL_TBUF_OP = _struct("xen_sysctl_tbuf_op", 48, [
+    ("cmd", 0, "I"),
+    ("cpu_mask__bitmap", 8, "Q"),  # struct xenctl_bitmap
+    ("cpu_mask__nr_bits", 16, "I"),
+    ("evt_mask", 24, "I"),
+    ("buffer_mfn", 32, "Q"),
+    ("size", 40, "I"),
+], _SYSCTL)
 # 4.10's union: an arinc653 schedule handle, credit {tslice_ms, ratelimit_us},
 # credit2 {ratelimit_us}; 4.11+ grow credit (vcpu_migr_delay_us) to 32 bytes in all.
 XEN_SYSCTL_SCHEDULER_OP = _struct("xen_sysctl_scheduler_op", 24, [

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
-from ..abi.constants import DOMID_FIRST_RESERVED, ShutdownReason, Virq
+from ..abi.constants import DOMID_FIRST_RESERVED, DOMID_XEN, ShutdownReason, Virq
 from ..arch import load_arch
 from .domain import Domain
 from .hypercall import HypercallTable
@@ -39,6 +39,10 @@ class Hypervisor:
             self.log.warning(w)
         self.machine = MachineMemory(self.params["mem"])
         self.timers = TimerService(self)
+        # Frames of DOMID_XEN that Dom0 may map (trace buffers): mfn -> writable.
+        self._xen_shared: dict[int, bool] = {}
+        from .trace_buffers import TraceBuffers
+        self.tbuf = TraceBuffers(self)
         from .sched.host import SchedulerHost
         self.sched = SchedulerHost(self)
         # Xen 4.10 defaults HVM_PARAM_TRIPLE_FAULT_REASON to reboot; the issue that
@@ -122,6 +126,8 @@ class Hypervisor:
         """Views of `domid`'s frames for a privileged caller (toolstack, back-ends)."""
         if not caller.is_privileged:
             raise PermissionError("only a privileged domain maps foreign frames")
+        if domid == DOMID_XEN:
+            return self._map_xen_frames(gfns, writable)
         d = self.get_domain(domid)
         if d is None or d.is_dying or d is caller:
             raise LookupError(f"no domain {domid}")
@@ -131,6 +137,25 @@ class Hypervisor:
             if e is None:
                 raise ValueError(f"gfn {gfn:#x} of domain {domid} is not populated")
             view = self.machine.frame(e.mfn)
+            views.append(view if writable else view.toreadonly())
+        return views
+
+    def share_xen_frames(self, mfns, *, writable: bool) -> None:
+        """Let privileged domains map these hypervisor frames (Xen's
+        share_xen_page_with_privileged_guests); only trace buffers are shared."""
+        for mfn in mfns:
+            self._xen_shared[mfn] = writable
+
+    def _map_xen_frames(self, mfns: list[int], writable: bool) -> list[memoryview]:
+        """DOMID_XEN's frames are named by MFN; only shared ones map, read-only ones
+        only read-only. No other hypervisor memory is reachable this way."""
+        views = []
+        for mfn in mfns:
+            shared_rw = self._xen_shared.get(mfn)
+            if shared_rw is None or (writable and not shared_rw):
+                raise PermissionError(f"mfn {mfn:#x} is not shared with Dom0"
+                                      + (" writable" if shared_rw is not None else ""))
+            view = self.machine.frame(mfn)
             views.append(view if writable else view.toreadonly())
         return views
 

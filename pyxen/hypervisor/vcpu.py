@@ -20,6 +20,7 @@ from ..arch.backend import ExitReason, VcpuBackend
 from . import pvclock
 from .errors import GuestFault
 from .log import Level
+from .sched.trace import runstate_event, unit_word
 
 if TYPE_CHECKING:
     from .domain import Domain
@@ -64,10 +65,18 @@ class Vcpu:
                 and not d.is_shutting_down and not d.is_dying)
 
     def _set_runstate(self, state: RunstateState) -> None:
-        now = self.domain.hv.now()
-        self.runstate_time[self.runstate] += now - self.runstate_entry
+        hv = self.domain.hv
+        now = hv.now()
+        old = self.runstate
+        self.runstate_time[old] += now - self.runstate_entry
         self.runstate = state
         self.runstate_entry = now
+        if hv.tbuf.on and state != old:
+            # TRC_SCHED_RUNSTATE_CHANGE {vcpu:16, dom:16}, on the pCPU it is/was on
+            unit = self.unit
+            hv.tbuf.trace(unit.processor if unit is not None else 0,
+                          runstate_event(old, state), (unit_word(self.domain.domid,
+                                                                 self.vcpu_id),))
 
     def runstate_snapshot(self) -> tuple[RunstateState, int, list[int]]:
         with self._cond:

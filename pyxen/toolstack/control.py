@@ -44,6 +44,13 @@ Operations (args → result; domains are named by id, see ``resolve``):
   / ``cpupool_migrate`` {domid, pool} → null (pool: a name or an id)
 - ``set_parameters`` {params: str} → null (runtime parameters only)
 - ``console`` {domid, hypervisor: bool} → stream
+- ``trace_record`` {path, seconds (default 1), event_mask: int | hex str | null
+  (all), progress: bool} → {path, seconds, event_mask, records, bytes, lost,
+  chunks, per_cpu: {cpu: records}}: records the hypervisor's trace buffers into
+  the xentrace file `path` (written by the daemon) as xentrace does. With
+  progress=true it is a streaming op: after the stream reply come JSON lines
+  ``{"progress": {elapsed, records, bytes, lost, ...}}`` about every second,
+  then one last line, the usual reply; closing the connection stops early
 - ``stop`` {} → null (the daemon exits)
 """
 

@@ -31,6 +31,7 @@ from .privcmd import Privcmd, XenError
 from .xenctrl import XenCtrl
 
 XS_ENV = "XENSTORED_PATH"
+MAX_TRACE_SECONDS = 24 * 3600
 XL_INFO_KEYS = (
     "host", "release", "version", "machine", "nr_cpus", "max_cpu_id", "nr_nodes",
     "cores_per_socket", "threads_per_core", "cpu_mhz", "hw_caps", "virt_caps",
@@ -84,6 +85,7 @@ class HostDaemon:
         self.sched = SchedControl(self.xc, self.xenstored.local_client(), self.domains.name_of)
         self.sched.publish_pool0()
         self._server = _ControlServer(self.control_path, self)
+        self._trace_lock = threading.Lock()     # one trace recording at a time
         self._stopped = threading.Event()
         self._serve_thread: threading.Thread | None = None
 
@@ -297,6 +299,55 @@ class HostDaemon:
                 reason = str(pe)
             raise DomainError(reason) from None
 
+    def op_trace_record(self, path: str, seconds: float = 1.0, event_mask=None,
+                        progress: bool = False) -> dict:
+        """Record the host's trace buffers into `path` for `seconds` (xentrace's job;
+        with progress=true the handler streams progress lines, see control.py)."""
+        return self.trace_record(path, seconds, event_mask)
+
+    def trace_record(self, path: str, seconds: float = 1.0, event_mask=None, *,
+                     progress=None, stop: threading.Event | None = None) -> dict:
+        from ..hypervisor.sched.trace import TRC_ALL
+        from .xentrace_record import TraceRecorder
+        try:
+            seconds = float(seconds)
+        except (TypeError, ValueError):
+            raise DomainError(f"trace_record: seconds must be a number, not {seconds!r}") \
+                from None
+        if not 0 < seconds <= MAX_TRACE_SECONDS:
+            raise DomainError(f"trace_record: seconds must be in (0, {MAX_TRACE_SECONDS}]")
+        mask = TRC_ALL
+        if event_mask is not None:
+            try:
+                mask = int(event_mask, 16) if isinstance(event_mask, str) else int(event_mask)
+            except (TypeError, ValueError):
+                raise DomainError(f"trace_record: bad event mask {event_mask!r}") from None
+            if not 0 < mask <= 0xFFFF_FFFF:
+                raise DomainError(f"trace_record: event mask {mask:#x} is not a u32 "
+                                  "with a bit set")
+        if not isinstance(path, str) or not path:
+            raise DomainError("trace_record: a file path is needed")
+        if not self._trace_lock.acquire(blocking=False):
+            raise DomainError("a trace is being recorded already")
+        try:
+            try:
+                out = open(path, "wb")  # noqa: SIM115 - closed below
+            except OSError as e:
+                raise DomainError(f"{path}: {e.strerror or e}") from None
+            t0 = time.monotonic()
+            with out:
+                rec = TraceRecorder(self.xc, self.privcmd, out, event_mask=mask)
+                stats = rec.record(seconds, stop=stop, progress=progress,
+                                   progress_every=min(1.0, max(0.1, seconds / 5)))
+            return {"path": path, "seconds": round(time.monotonic() - t0, 3),
+                    "event_mask": mask, **stats.as_dict()}
+        except OSError as e:
+            if isinstance(e, XenError):
+                raise
+            raise DomainError(f"{path}: {e.strerror or e}") from None
+        finally:
+            self._trace_lock.release()
+
     def op_stop(self) -> None:
         threading.Timer(0.05, self.request_stop).start()
 
@@ -333,6 +384,9 @@ class _ControlHandler(socketserver.StreamRequestHandler):
         if op == "console":
             self._console(host, args)
             return
+        if op == "trace_record" and args.get("progress"):
+            self._trace_record(host, args)
+            return
         fn = getattr(host, f"op_{op}", None)
         if fn is None:
             self._reply({"ok": False, "error": f"unknown operation {op!r}"})
@@ -354,6 +408,33 @@ class _ControlHandler(socketserver.StreamRequestHandler):
             self.wfile.write(encode(obj))
         except OSError:
             pass
+
+    def _trace_record(self, host: HostDaemon, args: dict) -> None:
+        """trace_record with progress: a stream of JSON lines, the result last. The
+        recording stops early if the client goes away."""
+        stop = threading.Event()
+        self._reply({"ok": True, "stream": True})
+
+        def progress(elapsed: float, stats) -> None:
+            try:
+                self.wfile.write(encode({"progress": {"elapsed": round(elapsed, 3),
+                                                      **stats.as_dict()}}))
+                self.wfile.flush()
+            except OSError:
+                stop.set()
+
+        args = {k: v for k, v in args.items() if k != "progress"}
+        try:
+            result = host.trace_record(**args, progress=progress, stop=stop)
+        except TypeError as e:
+            self._reply({"ok": False, "error": f"bad arguments for trace_record: {e}"})
+        except (DomainError, XenError) as e:
+            self._reply({"ok": False, "error": str(e)})
+        except Exception as e:  # noqa: BLE001 - a bug must not take the daemon down
+            host._log(f"internal error in trace_record: {type(e).__name__}: {e}")
+            self._reply({"ok": False, "error": f"internal error: {type(e).__name__}: {e}"})
+        else:
+            self._reply({"ok": True, "result": result})
 
     def _console(self, host: HostDaemon, args: dict) -> None:
         try:

@@ -115,7 +115,9 @@ class Privcmd:
 
     # -- foreign memory ----------------------------------------------------------------
     def map_foreign(self, domid: int, gfns: list[int], *, writable: bool = True):
-        """Map frames of another domain (Dom0 privilege, checked by the hypervisor)."""
+        """Map frames of another domain (Dom0 privilege, checked by the hypervisor).
+        For DOMID_XEN `gfns` are MFNs, and only the frames the hypervisor shares with
+        Dom0 (its trace buffers; t_info read-only) map."""
         try:
             return self._hv.map_foreign_frames(self._hv.dom0, domid, gfns, writable)
         except PermissionError:

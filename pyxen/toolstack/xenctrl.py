@@ -423,6 +423,41 @@ class XenCtrl:
         finally:
             self.privcmd.release(buf)
 
+    # -- trace buffers (libxc's xc_tbuf_*) ------------------------------------------------------
+    def _tbuf(self, cmd: int, *, evt_mask: int = 0, size: int = 0,
+              cpus: set[int] | None = None, nr_bits: int = 0):
+        buf = self.privcmd.buffer(max(1, (nr_bits + 7) // 8))
+        if cpus is not None:
+            buf.data[:] = _bitmap(cpus, len(buf.data))
+        try:
+            out = self._sysctl(Sysctl.tbuf_op, S.XEN_SYSCTL_TBUF_OP.pack(
+                cmd=cmd, evt_mask=evt_mask, size=size,
+                cpu_mask__bitmap=buf.address, cpu_mask__nr_bits=nr_bits))
+            return S.XEN_SYSCTL_TBUF_OP.unpack(out, SU)
+        finally:
+            self.privcmd.release(buf)
+
+    def tbuf_get_info(self) -> tuple[int, int, int]:
+        """(t_info's first MFN, or 0 before set_size; t_info's size in bytes; evt_mask)."""
+        r = self._tbuf(C.TbufOp.get_info)
+        return r.buffer_mfn, r.size, r.evt_mask
+
+    def tbuf_set_size(self, pages: int) -> None:
+        """Allocate the trace buffers, `pages` per pCPU (once per host)."""
+        self._tbuf(C.TbufOp.set_size, size=pages)
+
+    def tbuf_set_evt_mask(self, mask: int) -> None:
+        self._tbuf(C.TbufOp.set_evt_mask, evt_mask=mask & 0xFFFF_FFFF)
+
+    def tbuf_set_cpu_mask(self, cpus: set[int], nr_bits: int = 1024) -> None:
+        self._tbuf(C.TbufOp.set_cpu_mask, cpus=cpus, nr_bits=nr_bits)
+
+    def tbuf_enable(self) -> None:
+        self._tbuf(C.TbufOp.enable)
+
+    def tbuf_disable(self) -> None:
+        self._tbuf(C.TbufOp.disable)
+
     def physinfo(self):
         out = self._sysctl(Sysctl.physinfo)
         return S.XEN_SYSCTL_PHYSINFO.unpack(out, SU)

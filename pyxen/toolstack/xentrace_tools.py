@@ -3,6 +3,12 @@
     pyxen-trace simulate SCENARIO.toml [--trace FILE] [--json]
     pyxen-trace analyze TRACEFILE [--json] [--plot-dir DIR] [--meta FILE]
     pyxen-trace dump TRACEFILE [--limit N]
+    pyxen-trace record OUTFILE [--seconds N] [--mask HEX]
+
+`record` asks the running host daemon (`pyxen-host`, over its control socket)
+to record its trace buffers into OUTFILE for N seconds, as xentrace does on
+Xen (trace_record op; the daemon writes the file), showing progress, then a
+summary (records, bytes, lost records).
 
 `analyze` works like xenalyze's scheduler summary, from the generic scheduler
 records every xentrace file has: per vCPU the time spent running / runnable /
@@ -731,6 +737,75 @@ def dump(tracefile: str, limit: int | None) -> None:
         words = " ".join(f"0x{w:08x}" for w in rec.words)
         click.echo(f"{rec.cpu:>3} {rec.tsc:>16} 0x{rec.event:08x} {words}  "
                    f"# {event_name(rec.event)}")
+
+
+@main.command()
+@click.argument("outfile", type=click.Path(dir_okay=False))
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="How long to record.")
+@click.option("--mask", default=None, metavar="HEX",
+              help="Event mask (xentrace -e), e.g. 0x0002f000 for the scheduler; "
+                   "default: every event.")
+@click.option("--control", "control_path", default=None, metavar="PATH",
+              help="The host daemon's control socket (default: $PYXEN_CONTROL).")
+def record(outfile: str, seconds: float, mask: str | None, control_path: str | None) -> None:
+    """Record a running host's trace into OUTFILE (xentrace format)."""
+    from .control import ControlClient, ControlError
+    event_mask = None
+    if mask is not None:
+        try:
+            event_mask = int(mask, 16)
+        except ValueError:
+            raise click.BadParameter("expected a hexadecimal mask", param_hint="--mask") \
+                from None
+        if not 0 < event_mask <= 0xFFFF_FFFF:
+            raise click.BadParameter("a 32-bit mask with a bit set", param_hint="--mask")
+    path = os.path.abspath(outfile)
+    client = ControlClient(control_path, timeout=30.0)
+    err = sys.stderr
+    try:
+        sock = client.stream("trace_record", path=path, seconds=seconds,
+                             event_mask=event_mask, progress=True)
+    except ControlError as e:
+        click.echo(f"pyxen-trace: error: {e}", err=True)
+        sys.exit(1)
+    result = None
+    shown = False
+    tty = err.isatty()
+    with sock, sock.makefile("rb") as lines:
+        sock.settimeout(seconds + 60)
+        try:
+            for line in lines:
+                msg = json.loads(line)
+                if not isinstance(msg, dict):
+                    raise ValueError("a malformed reply")
+                if "progress" in msg:
+                    p = msg["progress"]
+                    text = (f"recording {p['elapsed']:.1f}/{seconds:g} s: {p['records']} "
+                            f"records, {p['bytes']} bytes, {p['lost']} lost")
+                    err.write(f"\r{text}" if tty else f"{text}\n")
+                    err.flush()
+                    shown = True
+                    continue
+                if not msg.get("ok"):
+                    if shown and tty:
+                        err.write("\n")
+                    click.echo(f"pyxen-trace: error: {msg.get('error') or 'failed'}", err=True)
+                    sys.exit(1)
+                result = msg.get("result")
+                break
+        except (OSError, ValueError) as e:
+            click.echo(f"pyxen-trace: error: lost the pyxen host: {e}", err=True)
+            sys.exit(1)
+    if result is None:
+        click.echo("pyxen-trace: error: the pyxen host closed the connection", err=True)
+        sys.exit(1)
+    if shown and tty:
+        err.write("\r\033[K")
+        err.flush()
+    cpus = ",".join(result["per_cpu"]) or "none"
+    click.echo(f"{outfile}: {result['records']} records, {result['bytes']} bytes, "
+               f"{result['lost']} lost, {result['seconds']:.1f} s, pCPUs {cpus}")
 
 
 def run() -> None:

@@ -257,6 +257,7 @@ ENUM_PREFIXES = {
     constants.Scheduler: "XEN_SCHEDULER_",
     constants.DomctlSchedOp: "XEN_DOMCTL_SCHEDOP_",
     constants.Sysctl: "XEN_SYSCTL_",
+    constants.TbufOp: "XEN_SYSCTL_TBUFOP_",
     constants.IoreqType: "IOREQ_TYPE_",
 }
 # Enums whose C names are upper case.

@@ -10,11 +10,13 @@ from ...abi.constants import (
     Hypercall,
     Scheduler,
     Sysctl,
+    TbufOp,
 )
 from ..errors import HypercallError
 from ..params import ParamError, parse_runtime_assignments
 from ..sched.host import SchedError
-from .common import read_control_op, require_privileged, write_cpu_bitmap
+from ..trace_buffers import NR_CPUS, TraceBufferError
+from .common import read_control_op, read_cpu_bitmap, require_privileged, write_cpu_bitmap
 from .domctl import domain_info
 
 U = S.XEN_SYSCTL_UNION_OFFSET
@@ -83,6 +85,8 @@ def do_sysctl(caller, arg, *_):
         _scheduler_op(hv, raw)
     elif cmd == Sysctl.cpupool_op:
         _cpupool_op(caller, hv, raw)
+    elif cmd == Sysctl.tbuf_op:
+        _tbuf_op(caller, hv, raw)
     else:
         raise HypercallError(Errno.ENOSYS)
     caller.copy_to_guest(arg, bytes(raw))
@@ -159,4 +163,32 @@ def _cpupool_op(caller, hv, raw: bytearray) -> None:
         else:
             raise HypercallError(Errno.ENOSYS)
     except SchedError as e:
+        raise HypercallError(e.errno) from None
+
+
+def _tbuf_op(caller, hv, raw: bytearray) -> None:
+    """XEN_SYSCTL_tbuf_op: size, masks and on/off of the trace buffers (trace_buffers.py)."""
+    L = S.XEN_SYSCTL_TBUF_OP
+    op = L.unpack(raw, U)
+    tb = hv.tbuf
+    try:
+        if op.cmd == TbufOp.get_info:
+            evt_mask, mfn, size = tb.get_info()
+            L.write(raw, U, "evt_mask", evt_mask)
+            L.write(raw, U, "buffer_mfn", mfn)
+            L.write(raw, U, "size", size)
+        elif op.cmd == TbufOp.set_cpu_mask:
+            tb.set_cpu_mask(read_cpu_bitmap(caller, op.cpu_mask__bitmap,
+                                            op.cpu_mask__nr_bits, NR_CPUS))
+        elif op.cmd == TbufOp.set_evt_mask:
+            tb.set_evt_mask(op.evt_mask)
+        elif op.cmd == TbufOp.set_size:
+            tb.set_size(op.size)
+        elif op.cmd == TbufOp.enable:
+            tb.enable()
+        elif op.cmd == TbufOp.disable:
+            tb.disable()
+        else:
+            raise HypercallError(Errno.EINVAL)
+    except TraceBufferError as e:
         raise HypercallError(e.errno) from None

@@ -24,11 +24,24 @@ from ...arch.backend import ExitReason
 from ..log import Level
 from . import registry
 from .core import NO_TIMER, SchedDomain, Scheduler, SchedUnit
+from .trace import DOMID_IDLE, TRC_SCHED_SLEEP, TRC_SCHED_SWITCH, TRC_SCHED_WAKE
 
 if TYPE_CHECKING:
     from ..domain import Domain
     from ..hypervisor import Hypervisor
     from ..vcpu import Vcpu
+
+
+# Which pCPU a trace record belongs to: a pCPU thread's own number (`cpu`), else, while
+# the host calls a scheduler for a unit from another thread, that unit's pCPU (`hint`).
+_here = threading.local()
+
+
+def _trace_cpu() -> int:
+    cpu = getattr(_here, "cpu", None)
+    if cpu is None:
+        cpu = getattr(_here, "hint", None)
+    return 0 if cpu is None else cpu
 
 
 class SchedError(ValueError):
@@ -141,6 +154,8 @@ class Pcpu:
     # -- the scheduling loop --------------------------------------------------------------
     def _loop(self) -> None:
         hv = self.host.hv
+        tb = hv.tbuf
+        _here.cpu = self.cpu
         prev: SchedUnit | None = None
         while not self.stopping:
             pool = self.pool
@@ -184,6 +199,8 @@ class Pcpu:
                     unit.processor = self.cpu
                     unit.yielding = False
                 time_ns = decision.time_ns if decision else 1_000_000
+                if tb.on and unit is not prev:
+                    self._trace_switch(prev, unit)
             deadline = None if time_ns == NO_TIMER else now + max(time_ns, 0)
             if unit is None:
                 prev = None
@@ -191,6 +208,12 @@ class Pcpu:
                 continue
             prev = unit
             self._run(unit, deadline)
+
+    def _trace_switch(self, prev: SchedUnit | None, nxt: SchedUnit | None) -> None:
+        """TRC_SCHED_SWITCH {prev dom, prev vcpu, next dom, next vcpu} (idle: its vCPU)."""
+        pd, pv = (DOMID_IDLE, self.cpu) if prev is None else (prev.domid, prev.vcpu_id)
+        nd, nv = (DOMID_IDLE, self.cpu) if nxt is None else (nxt.domid, nxt.vcpu_id)
+        self.host.hv.tbuf.trace(self.cpu, TRC_SCHED_SWITCH, (pd, pv, nd, nv))
 
     def _after_switch_out(self, pool: Pool, unit: SchedUnit) -> None:
         if getattr(unit, "pending_migrate", False):
@@ -237,7 +260,7 @@ class SchedulerHost:
         self.nr_cpus = max(1, int(hv.params.get("nr_cpus", 1)))
         self.pools: dict[int, Pool] = {}
         self._lock = threading.RLock()       # pool membership (Xen's cpupool_lock)
-        self.tracer = None                   # set by the trace recorder when active
+        self.tb = hv.tbuf                    # the trace buffers (records when tb.on)
         pool0 = Pool(self, 0, hv.params.get("sched", "credit"), set(range(self.nr_cpus)))
         self.pools[0] = pool0
         self.pcpus = [Pcpu(self, cpu, pool0) for cpu in range(self.nr_cpus)]
@@ -514,10 +537,27 @@ class SchedulerHost:
             if unit.pending_migrate or unit.domain.domid not in pool.domains:
                 return                        # re-read when it is re-placed
             unit.runnable = runnable
+            if self.tb.on:
+                self._set_runnable_traced(pool, unit, runnable)
+            elif runnable:
+                pool.sched.wake(unit)
+            else:
+                pool.sched.sleep(unit)
+
+    def _set_runnable_traced(self, pool: Pool, unit: SchedUnit, runnable: bool) -> None:
+        """set_runnable's scheduler call with TRC_SCHED_WAKE/SLEEP {dom, vcpu}; the
+        scheduler's own records go to the unit's pCPU unless a pCPU thread calls."""
+        hint = getattr(_here, "hint", None)
+        _here.hint = unit.processor
+        try:
+            self.tb.trace(_trace_cpu(), TRC_SCHED_WAKE if runnable else TRC_SCHED_SLEEP,
+                          (unit.domid, unit.vcpu_id))
             if runnable:
                 pool.sched.wake(unit)
             else:
                 pool.sched.sleep(unit)
+        finally:
+            _here.hint = hint
 
     def yield_(self, v: Vcpu) -> None:
         unit = v.unit
@@ -531,9 +571,9 @@ class SchedulerHost:
             self.pcpus[cpu].tickle()
 
     def trace(self, event: int, words) -> None:
-        tracer = self.tracer
-        if tracer is not None:
-            tracer(event, words)
+        """A scheduler's record: into the trace buffer of the pCPU it belongs to."""
+        if self.tb.on:
+            self.tb.trace(_trace_cpu(), event, words)
 
     # -- what toolstack queries see ----------------------------------------------------------
     def processor_of(self, v: Vcpu) -> int:

@@ -19,8 +19,10 @@ so `tsc = ns * 12 // 5` (`ns_to_tsc`) and `tsc_to_ns` inverts it exactly for
 any TSC `ns_to_tsc` produced. This is the one place that conversion lives.
 
 `TraceWriter` collects records per pCPU and writes chunks to a file: the
-simulator uses it unlocked; the real host uses it with `threadsafe=True`
-(pCPU threads append concurrently, each chunk is written whole).
+simulator uses it unlocked; `threadsafe=True` lets threads append concurrently
+(each chunk is written whole). A running host does not use it: its records go
+to the hypervisor's trace buffers (hypervisor/trace_buffers.py) and the
+toolstack's recorder (toolstack/xentrace_record.py) writes the chunks.
 `read_trace` parses a file back into per-pCPU record lists.
 """
 
@@ -308,7 +310,7 @@ class TraceWriter:
 def host_tracer(writer: TraceWriter, now_ns: Callable[[], int],
                 current_cpu: Callable[[], int]) -> Callable[[int, Iterable[int]], None]:
     """A `tracer(event, words)` callable for a host whose pCPU is found by `current_cpu()`
-    and whose time is `now_ns()` (hypervisor ns): the hook for recording a live host."""
+    and whose time is `now_ns()` (hypervisor ns), writing straight into `writer`."""
 
     def tracer(event: int, words: Iterable[int]) -> None:
         writer.append(current_cpu(), ns_to_tsc(now_ns()), event, words)
