@@ -76,7 +76,6 @@ if TYPE_CHECKING:
 UNTIL = 1 << 63                  # never reached: non-canonical, so RIP can't get there
 UNTIL_PAGE = (UNTIL - 1) & ~0xFFF  # the engine probes the page below `until`; we map it
 PRIVATE_GPA = 1 << 40            # hypervisor-only engine pages live above guest reach
-HLT = 0xF4
 VMCALL = b"\x0f\x01\xc1"
 VMMCALL = b"\x0f\x01\xd9"
 MSR_WINDOW_INSNS = 100_000       # how long to watch for the hypercall-page WRMSR
@@ -525,13 +524,6 @@ class DomainEngine:
                 self._stop_flag.request()
             return bool(wants or self.turns.waiting
                         or (deadline is not None and self._in_emu))
-
-    def _at_hlt(self) -> bool:
-        rip = self.regs[16]
-        try:
-            return self.read_linear(rip - 1, 1, cpl=0, implicit=True, fetch=True)[0] == HLT
-        except (PageFault, UnbackedGPA):
-            return False
 
     def interrupts_enabled(self) -> bool:
         return bool(self.cpu.u64(cs.EFLAGS) & RFLAGS_IF)
