@@ -103,12 +103,18 @@ class ControlClient:
                                f"{e.strerror or e}") from None
         return s
 
+    # What a refusal by the daemon ({"ok": false}) raises; subclasses may narrow it.
+    Refused: type[ControlError] = ControlError
+
     @staticmethod
-    def _read_reply(s: socket.socket) -> dict:
+    def _read_reply(s: socket.socket, *, exact: bool = False) -> dict:
+        """Read and parse one reply line. `exact`: byte by byte, so that nothing after
+        the line (a stream's raw bytes) is consumed."""
+        step = 1 if exact else 65536
         buf = bytearray()
         while not buf.endswith(b"\n"):
             try:
-                chunk = s.recv(65536)
+                chunk = s.recv(step)
             except TimeoutError:
                 raise ControlError("the pyxen host did not answer in time") from None
             if not chunk:
@@ -122,37 +128,23 @@ class ControlClient:
             raise ControlError("the pyxen host sent a malformed reply")
         return reply
 
+    def _accepted(self, reply: dict) -> dict:
+        if not reply.get("ok"):
+            raise self.Refused(str(reply.get("error") or "request failed"))
+        return reply
+
     def call(self, op: str, **args: Any) -> Any:
         with self._connect() as s:
             s.sendall(encode({"op": op, "args": args}))
             reply = self._read_reply(s)
-        if not reply.get("ok"):
-            raise ControlError(str(reply.get("error") or "request failed"))
-        return reply.get("result")
+        return self._accepted(reply).get("result")
 
     def stream(self, op: str, **args: Any) -> socket.socket:
         """Start a streaming op; returns the connected socket (raw bytes follow)."""
         s = self._connect()
         try:
             s.sendall(encode({"op": op, "args": args}))
-            # Read exactly one line: bytes after it belong to the stream.
-            line = bytearray()
-            while not line.endswith(b"\n"):
-                try:
-                    b = s.recv(1)
-                except TimeoutError:
-                    raise ControlError("the pyxen host did not answer in time") from None
-                if not b:
-                    raise ControlError("the pyxen host closed the connection")
-                line += b
-            try:
-                reply = json.loads(line)
-            except ValueError:
-                raise ControlError("the pyxen host sent a malformed reply") from None
-            if not isinstance(reply, dict):
-                raise ControlError("the pyxen host sent a malformed reply")
-            if not reply.get("ok"):
-                raise ControlError(str(reply.get("error") or "request failed"))
+            self._accepted(self._read_reply(s, exact=True))
             s.settimeout(None)
             return s
         except BaseException:

@@ -9,7 +9,7 @@ import socket
 import sys
 from typing import Any
 
-from ..control import ControlClient, ControlError, encode
+from ..control import ControlClient, ControlError
 
 
 class DaemonError(ControlError):
@@ -26,6 +26,8 @@ class XlExit(Exception):
 
 
 class XlClient(ControlClient):
+    Refused = DaemonError
+
     def __init__(self, path: str | None = None, *, timeout: float | None = 60.0,
                  verbose: int = 0) -> None:
         super().__init__(path, timeout=timeout)
@@ -38,51 +40,29 @@ class XlClient(ControlClient):
     def call(self, op: str, **args: Any) -> Any:
         self._trace(f"-> {op} {json.dumps(args, sort_keys=True)}")
         try:
-            with self._connect() as s:
-                s.sendall(encode({"op": op, "args": args}))
-                reply = self._read_reply(s)
+            result = super().call(op, **args)
+        except DaemonError as e:
+            self._trace(f"<- {op} refused: {e}")
+            raise
         except ControlError:
             raise
         except OSError as e:
-            raise ControlError(f"lost the connection to the pyxen host at {self.path}: "
-                               f"{e.strerror or e}") from None
-        if not reply.get("ok"):
-            error = str(reply.get("error") or "request failed")
-            self._trace(f"<- {op} refused: {error}")
-            raise DaemonError(error)
-        result = reply.get("result")
+            raise self._lost(e) from None
         if self.verbose > 1:
             self._trace(f"<- {op} {json.dumps(result)[:2000]}")
         return result
 
     def stream(self, op: str, **args: Any) -> socket.socket:
         self._trace(f"-> {op} {json.dumps(args, sort_keys=True)} (stream)")
-        s = self._connect()
         try:
-            s.sendall(encode({"op": op, "args": args}))
-            line = bytearray()
-            while not line.endswith(b"\n"):
-                b = s.recv(1)
-                if not b:
-                    raise ControlError("the pyxen host closed the connection")
-                line += b
-            try:
-                reply = json.loads(line)
-            except ValueError:
-                raise ControlError("the pyxen host sent a malformed reply") from None
-            if not isinstance(reply, dict):
-                raise ControlError("the pyxen host sent a malformed reply")
-            if not reply.get("ok"):
-                raise DaemonError(str(reply.get("error") or "request failed"))
-            s.settimeout(None)
-            return s
-        except TimeoutError:
-            s.close()
-            raise ControlError("the pyxen host did not answer in time") from None
+            return super().stream(op, **args)
         except ControlError:
-            s.close()
             raise
+        except TimeoutError:
+            raise ControlError("the pyxen host did not answer in time") from None
         except OSError as e:
-            s.close()
-            raise ControlError(f"lost the connection to the pyxen host at {self.path}: "
-                               f"{e.strerror or e}") from None
+            raise self._lost(e) from None
+
+    def _lost(self, e: OSError) -> ControlError:
+        return ControlError(f"lost the connection to the pyxen host at {self.path}: "
+                            f"{e.strerror or e}")
