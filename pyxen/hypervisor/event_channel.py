@@ -300,29 +300,46 @@ class EventChannels:
         return d.hv.machine.view, d.shared_info_mfn << 12
 
     def set_pending(self, port: int) -> None:
+        if self._flip(port, set_pending=True):
+            self.domain.check_pollers(port)
+
+    def _flip(self, port: int, *, set_pending: bool) -> bool:
+        """The two 2-level transitions that can make a port deliverable: its pending
+        bit 0 -> 1 (set_pending) or its mask bit 1 -> 0 (unmask). If the port is then
+        both pending and unmasked, select its word and raise the upcall. False when
+        nothing changed (the bit already had that value, or no shared_info yet)."""
         d = self.domain
         chn = self.channels.get(port)
         vcpu_id = chn.notify_vcpu if chn is not None else 0
         where = self._shared()
         if where is None:
-            return
+            return False
         mem, base = where
         abi = d.shinfo_abi
         w = abi.word
         word = port // abi.word_bits
         off = base + word * abi.word_bytes
+        pending_at, mask_at = off + abi.pending_offset, off + abi.mask_offset
         bit = 1 << (port % abi.word_bits)
         notify = False
         with d.atomic_update():
-            pending = w.unpack_from(mem, off + abi.pending_offset)[0]
-            if pending & bit:
-                return
-            w.pack_into(mem, off + abi.pending_offset, pending | bit)
-            if not w.unpack_from(mem, off + abi.mask_offset)[0] & bit:
+            if set_pending:
+                pending = w.unpack_from(mem, pending_at)[0]
+                if pending & bit:
+                    return False
+                w.pack_into(mem, pending_at, pending | bit)
+                deliverable = not w.unpack_from(mem, mask_at)[0] & bit
+            else:
+                mask = w.unpack_from(mem, mask_at)[0]
+                if not mask & bit:
+                    return False
+                w.pack_into(mem, mask_at, mask & ~bit)
+                deliverable = bool(w.unpack_from(mem, pending_at)[0] & bit)
+            if deliverable:
                 notify = self._select_word(vcpu_id, word)
         if notify:
             d.upcall_raised(vcpu_id)
-        d.check_pollers(port)
+        return True
 
     def _select_word(self, vcpu_id: int, word: int) -> bool:
         """Set the selector bit and upcall_pending (inside atomic_update).
@@ -345,30 +362,9 @@ class EventChannels:
         return True
 
     def unmask(self, port: int) -> None:
-        d = self.domain
         if not self.port_is_valid(port):
             raise HypercallError(Errno.EINVAL, f"port {port} out of range")
-        chn = self.channels.get(port)
-        vcpu_id = chn.notify_vcpu if chn is not None else 0
-        where = self._shared()
-        if where is None:
-            return
-        mem, base = where
-        abi = d.shinfo_abi
-        w = abi.word
-        word = port // abi.word_bits
-        off = base + word * abi.word_bytes
-        bit = 1 << (port % abi.word_bits)
-        notify = False
-        with d.atomic_update():
-            mask = w.unpack_from(mem, off + abi.mask_offset)[0]
-            if not mask & bit:
-                return
-            w.pack_into(mem, off + abi.mask_offset, mask & ~bit)
-            if w.unpack_from(mem, off + abi.pending_offset)[0] & bit:
-                notify = self._select_word(vcpu_id, word)
-        if notify:
-            d.upcall_raised(vcpu_id)
+        self._flip(port, set_pending=False)
 
     def _bit(self, port: int, which: str) -> tuple[memoryview, int, int] | None:
         where = self._shared()
