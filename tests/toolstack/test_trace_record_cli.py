@@ -8,14 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from hostd import ROOT, running_daemon
 
 from pyxen.hypervisor.sched.trace import TRC_CSCHED2_CREDIT_BURN, read_trace
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def trace_cli(env, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -25,24 +22,8 @@ def trace_cli(env, *args: str, timeout: float = 60) -> subprocess.CompletedProce
 
 @pytest.fixture
 def daemon(tmp_path):
-    env = dict(os.environ, PYXEN_CONTROL=str(tmp_path / "control.sock"),
-               XENSTORED_PATH=str(tmp_path / "xenstored.sock"), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pyxen.toolstack.host", "nr_cpus=2",
-                             "sched=credit2"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "control.sock").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "pyxen-host did not start"
-        time.sleep(0.02)
-    try:
+    with running_daemon(tmp_path, "nr_cpus=2", "sched=credit2") as env:
         yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_record_from_a_running_daemon_then_analyze(daemon, tmp_path):

@@ -8,33 +8,15 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from hostd import ROOT, running_daemon
 
 
 @pytest.fixture
 def daemon(tmp_path):
-    env = dict(os.environ, PYXEN_CONTROL=str(tmp_path / "control.sock"),
-               XENSTORED_PATH=str(tmp_path / "xenstored.sock"))
-    proc = subprocess.Popen([sys.executable, "-m", "pyxen.toolstack.host", "guest_loglvl=all",
-                             "--log-dir", str(tmp_path / "logs")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "control.sock").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "pyxen-host did not start"
-        time.sleep(0.05)
-    try:
+    with running_daemon(tmp_path, "guest_loglvl=all", "--log-dir", str(tmp_path / "logs")) as env:
         yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def xl(env, *args: str, timeout: float = 60, stdin: str | None = None):

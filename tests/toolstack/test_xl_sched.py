@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from hostd import ROOT, running_daemon
 
 from pyxen.toolstack.xl.main import execute
 
-ROOT = Path(__file__).resolve().parents[2]
 SHUTDOWN_CFG = "guests/test-shutdown/test-shutdown.cfg"
 HELLO_CFG = "guests/hello/hello.cfg"
 SCHED_HEADER = "Name                                ID Weight  Cap"
@@ -28,24 +24,8 @@ VCPU_HEADER = ("Name                                ID  VCPU   CPU State   Time(
 @pytest.fixture
 def daemon(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)                  # the guests' configs name paths from here
-    env = dict(os.environ, PYXEN_CONTROL=str(tmp_path / "control.sock"),
-               XENSTORED_PATH=str(tmp_path / "xenstored.sock"), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pyxen.toolstack.host", "nr_cpus=4",
-                             "sched=credit2"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "control.sock").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "pyxen-host did not start"
-        time.sleep(0.02)
-    try:
+    with running_daemon(tmp_path, "nr_cpus=4", "sched=credit2") as env:
         yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def xl(env, *args: str) -> subprocess.CompletedProcess:
