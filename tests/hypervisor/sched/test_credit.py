@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
+from driver_moves import AffinityMoves
 
 from pyxen.hypervisor.sched import credit as c1
 from pyxen.hypervisor.sched.core import NO_TIMER, ManualEnv, SchedDomain, SchedUnit
@@ -21,7 +22,7 @@ MS = 1_000_000
 S = 1_000_000_000
 
 
-class Driver:
+class Driver(AffinityMoves):
     """pCPUs and units around a scheduler, in virtual time."""
 
     def __init__(self, sched, env: ManualEnv):
@@ -52,32 +53,6 @@ class Driver:
             self._wake(unit)
         else:
             self.wake_at[unit] = at
-
-    def _wake(self, unit: SchedUnit) -> None:
-        unit.runnable = True
-        self.woke[unit] = self.env.t
-        self.s.wake(unit)
-
-    def set_affinity(self, unit: SchedUnit, hard=None, soft=None) -> None:
-        """Xen's vcpu_set_affinity: update, sleep, (switch out,) pick_cpu, migrate, wake."""
-        if hard is not None:
-            unit.hard_affinity = frozenset(hard)
-        if soft is not None:
-            unit.soft_affinity = frozenset(soft)
-        self.s.affinity_changed(unit)
-        self.moving[unit] = unit.runnable
-        unit.runnable = False
-        self.s.sleep(unit)
-        if not unit.running:
-            self._finish_move(unit)
-
-    def _finish_move(self, unit: SchedUnit) -> None:
-        was_runnable = self.moving.pop(unit)
-        new = self.s.pick_cpu(unit)
-        assert not unit.hard_affinity or new in unit.hard_affinity
-        self.s.migrate(unit, new)
-        if was_runnable:
-            self._wake(unit)
 
     # -- the pCPU side ---------------------------------------------------------------
     def resched(self, cpu: int) -> None:
