@@ -71,9 +71,11 @@ class Decision:
 class SchedEnv(Protocol):
     """What the framework offers a scheduler.
 
-    Optional, outside the protocol: a `tracing` attribute; False means `trace()`
-    records nothing, so a scheduler may skip building trace payloads (credit2 reads
-    it once, when it is created). Without the attribute, assume tracing is on."""
+    Also `tracing`: False while `trace()` records nothing, so a scheduler may skip
+    building trace payloads (credit2 looks at it before each record; it may change
+    at any time, e.g. when a trace recording starts)."""
+
+    tracing: bool
 
     def now(self) -> int:
         """Current time, ns."""
@@ -193,6 +195,8 @@ class Scheduler(ABC):
 class ManualEnv:
     """A SchedEnv with a clock the test advances; timers fire in deadline order as it
     advances; tickles and trace records are collected for inspection."""
+
+    tracing = True
 
     def __init__(self, params: dict | None = None, topology: Callable[[int], tuple] | None = None):
         self.t = 0

@@ -216,9 +216,6 @@ class Credit2(Scheduler):
 
     def __init__(self, env: SchedEnv, cpus: frozenset[int]):
         super().__init__(env, frozenset())
-        # Building trace payloads is a good part of the cost of every call: skip it when
-        # the environment says nobody records them (the simulator without a trace file).
-        self._tracing = bool(getattr(env, "tracing", True))
         arrangement = env.param("credit2_runqueue", "socket")
         if arrangement not in RUNQUEUE_ARRANGEMENTS:
             raise ValueError(f"credit2_runqueue: expected one of "
@@ -260,7 +257,7 @@ class Credit2(Scheduler):
 
     # -- small helpers ---------------------------------------------------------------------
     def _trace(self, event: int, *words: int) -> None:
-        """Record an event; callers check `self._tracing` first (payloads cost)."""
+        """Record an event; callers check `self.env.tracing` first (payloads cost)."""
         self.env.trace(event, *[w & _U32 for w in words])
 
     def _c2rqd(self, cpu: int) -> _RunQueue:
@@ -434,7 +431,7 @@ class Credit2(Scheduler):
             rqd.max_weight = new_weight
         elif old_weight == rqd.max_weight:
             rqd.max_weight = max([1] + [s.weight for s in rqd.svc])
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_RUNQ_MAX_WEIGHT, _pair16(rqd.id, rqd.max_weight))
 
     def _runq_assign(self, svc: _Unit, rqd: _RunQueue) -> None:
@@ -442,7 +439,7 @@ class Credit2(Scheduler):
         rqd.svc.append(svc)
         self._update_max_weight(rqd, svc.weight, 0)
         rqd.b_avgload += svc.avgload          # the load we expect after adding it
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_RUNQ_ASSIGN, svc.dv, rqd.id & 0xFFFF)
 
     def _runq_deassign(self, svc: _Unit) -> None:
@@ -470,7 +467,7 @@ class Credit2(Scheduler):
                              - ((delta * rqd.b_avgload) >> W))
         rqd.load += change
         rqd.load_last_update = now
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_UPDATE_RUNQ_LOAD, *_u64(rqd.avgload), *_u64(rqd.b_avgload),
                         (rqd.load & 0xFFFF) | ((rqd.id & 0xFF) << 16) | ((P & 0xFF) << 24))
 
@@ -490,11 +487,11 @@ class Credit2(Scheduler):
             svc.avgload = (svc.avgload + ((delta * (vcpu_load << P)) >> W)
                            - ((delta * svc.avgload) >> W))
         svc.load_last_update = now
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_UPDATE_VCPU_LOAD, *_u64(svc.avgload), svc.dv, P)
 
     def _update_load(self, rqd: _RunQueue, svc: _Unit | None, change: int, now: int) -> None:
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_UPDATE_LOAD)
         self._update_runq_load(rqd, change, now)
         if svc is not None:
@@ -511,7 +508,7 @@ class Credit2(Scheduler):
             pos += 1
         rqd.runq.insert(pos, svc)
         svc.on_runq = True
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_RUNQ_POS, svc.dv, pos)
 
     def _runq_remove(self, svc: _Unit) -> None:
@@ -532,7 +529,7 @@ class Credit2(Scheduler):
             if capped:
                 svc.budget -= delta
             svc.start_time = now
-        if self._tracing:
+        if self.env.tracing:
             budget = svc.budget if capped else -(1 << 31)   # INT_MIN: uncapped
             self._trace(TRC_CSCHED2_CREDIT_BURN, svc.dv, svc.credit, budget, delta)
 
@@ -546,7 +543,7 @@ class Credit2(Scheduler):
         if snext.credit < -CREDIT_INIT:
             m += (-snext.credit) // CREDIT_INIT
         curr = self.curr
-        tracing = self._tracing
+        tracing = self.env.tracing
         for svc in rqd.svc:
             svc_cpu = svc.unit.processor
             if curr.get(svc_cpu) is svc:
@@ -758,7 +755,7 @@ class Credit2(Scheduler):
                 score += CREDIT_INIT
             if not self._in_soft(cur.unit, cpu):
                 score += CREDIT_INIT
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_TICKLE_CHECK, cur.dv, cur.credit, score)
         return score
 
@@ -766,7 +763,7 @@ class Credit2(Scheduler):
         unit = new.unit
         cpu = unit.processor
         rqd = self._rqd_of[cpu]
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_TICKLE_NEW, new.dv, cpu, new.credit)
         ipid = -1
         # (the balance masks are ∩ pool already, and so are the runqueue's masks: no
@@ -804,7 +801,7 @@ class Credit2(Scheduler):
                         best, ipid = score, i
             if ipid == -1:
                 return
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_TICKLE, ipid & 0xFFFF)
         self._tickle_cpu(ipid, rqd)
         new.tickled_cpu = ipid
@@ -872,14 +869,14 @@ class Credit2(Scheduler):
         return new_cpu
 
     def _trace_picked(self, svc: _Unit, rqi: int, avgload: int, new_cpu: int) -> None:
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_PICKED_CPU, *_u64(avgload), svc.dv, _pair16(rqi, new_cpu))
 
     def _migrate_to(self, svc: _Unit, trqd: _RunQueue, now: int) -> None:
         """Move a unit to runqueue `trqd` (or, if it is running, ask it to move)."""
         unit = svc.unit
         cpu = unit.processor
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_MIGRATE, svc.dv, _pair16(svc.rqd.id, trqd.id))
         if svc.scheduled:
             svc.migrate_rqd = trqd
@@ -939,7 +936,7 @@ class Credit2(Scheduler):
         # necessarily the one with the largest difference; kept as is.
         load_max = max(lrqd.b_avgload, last_seen.b_avgload)
         cpus_max = max(len(lrqd.active), len(last_seen.active))
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_LOAD_CHECK, _pair16(lrqd.id, last_seen.id), load_delta)
         if load_max < (cpus_max << P):
             if load_delta < _pow2(P + self.balance_under):
@@ -948,7 +945,7 @@ class Credit2(Scheduler):
             return
 
         orqd = max_delta_rqd
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_LOAD_BALANCE, *_u64(lrqd.b_avgload), *_u64(orqd.b_avgload),
                         _pair16(lrqd.id, orqd.id))
 
@@ -1049,7 +1046,7 @@ class Credit2(Scheduler):
             ratelimit = self._ratelimit_ns
             if (not yielding and ratelimit and runnable
                     and now - scurr.run_since < ratelimit):
-                if self._tracing:
+                if self.env.tracing:
                     self._trace(TRC_CSCHED2_RATELIMIT, scurr.dv, now - scurr.run_since)
                 return scurr, 0
             # running outside its soft affinity while a soft-affine pCPU idles? let it go
@@ -1060,7 +1057,7 @@ class Credit2(Scheduler):
                 soft_aff_preempt = not soft.isdisjoint(rqd.idle - rqd.tickled)
             snext = scurr if runnable and not soft_aff_preempt else self.idle_units[cpu]
 
-        tracing = self._tracing
+        tracing = self.env.tracing
         # no copy of the list needed: it only changes (a unit parked) right before `break`
         for svc in rqd.runq:
             if tracing:
@@ -1082,7 +1079,7 @@ class Credit2(Scheduler):
                 snext = svc
             break                                # only the first eligible entry counts
 
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_RUNQ_CANDIDATE, snext.dv, snext.tickled_cpu, skipped,
                         snext.credit)
         return snext, skipped
@@ -1104,7 +1101,7 @@ class Credit2(Scheduler):
         if tickled:
             rqd.tickled.discard(cpu)
             self._smt_idle_mask_set(cpu, rqd.idle - rqd.tickled, rqd.smt_idle)
-        if self._tracing:
+        if self.env.tracing:
             self._trace(TRC_CSCHED2_SCHEDULE, _pair16(cpu, rqd.id),
                         (1 if scurr.is_idle else 0) << 8
                         | (1 if cpu in rqd.smt_idle else 0) << 16

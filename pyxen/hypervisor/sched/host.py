@@ -76,7 +76,10 @@ class Pool:
 class _WallEnv:
     """SchedEnv for real vCPUs: hypervisor system time, hypervisor timers."""
 
-    tracing = True      # records go to host.trace, which drops them unless recording
+    @property
+    def tracing(self) -> bool:
+        """Whether records are kept: only while a trace recording runs (tbuf_op)."""
+        return self._host.hv.tbuf.on
 
     def __init__(self, host: SchedulerHost, pool: Pool):
         self._host = host
