@@ -149,6 +149,9 @@ class HookSet:
         # The callback object stays referenced: the engine may still be inside it.
 
 
+NO_LIMIT = (1 << 64) - 1
+
+
 class StopFlag:
     """An exact way to stop a running engine from another thread.
 
@@ -174,17 +177,24 @@ class StopFlag:
     # cmp byte [rcx], 0 ; jne +1 ; ret ; jmp qword [rcx+8]
     # (rdi = uc, rcx = user_data = &_Arm; the jump is a tail call of uc_emu_stop(uc))
     _CODE = bytes.fromhex("803900" "7501" "c3" "ff6108")
-    _stub: int | None = None
-    _stub_map = None
+    # The counting variant (deterministic virtual time) first stops when the bytes of
+    # guest code started so far reached the limit, else adds this block's size (edx):
+    # mov rax,[rcx+16] ; cmp rax,[rcx+24] ; jae stop ; cmp byte [rcx],0 ; jne stop ;
+    # mov edx,edx ; add rax,rdx ; mov [rcx+16],rax ; ret ; stop: jmp qword [rcx+8]
+    _COUNTING_CODE = bytes.fromhex("488b4110" "483b4118" "730f" "803900" "750a"
+                                   "89d2" "4801d0" "48894110" "c3" "ff6108")
+    _stubs: dict[bytes, int] = {}
+    _stub_maps: list = []
     _stub_lock = threading.Lock()
 
     class _Arm(ctypes.Structure):
-        _fields_ = [("flag", ctypes.c_uint64), ("stop", ctypes.c_uint64)]
+        _fields_ = [("flag", ctypes.c_uint64), ("stop", ctypes.c_uint64),
+                    ("count", ctypes.c_uint64), ("limit", ctypes.c_uint64)]
 
     @classmethod
-    def _stub_address(cls) -> int:
+    def _stub_address(cls, code: bytes) -> int:
         with cls._stub_lock:
-            if cls._stub is None:
+            if code not in cls._stubs:
                 import mmap
                 import platform
                 if platform.machine().lower() not in ("x86_64", "amd64"):
@@ -192,17 +202,22 @@ class StopFlag:
                                       f"not {platform.machine()}")
                 m = mmap.mmap(-1, mmap.PAGESIZE,
                               prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-                m.write(cls._CODE)
-                cls._stub_map = m            # never unmapped: engines may call it
-                cls._stub = ctypes.addressof(ctypes.c_char.from_buffer(m))
-            return cls._stub
+                m.write(code)
+                cls._stub_maps.append(m)     # never unmapped: engines may call it
+                cls._stubs[code] = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            return cls._stubs[code]
 
-    def __init__(self, handle):
-        self._arm = self._Arm(0, ctypes.cast(_lib.uc_emu_stop, c_void_p).value)
+    def __init__(self, handle, *, counting: bool = False):
+        """`counting`: also count the bytes of guest code whose blocks start (`count`),
+        and stop before a block once `count` reaches `limit` (see engine: virtual time)."""
+        self._arm = self._Arm(0, ctypes.cast(_lib.uc_emu_stop, c_void_p).value, 0, NO_LIMIT)
+        code = self._COUNTING_CODE if counting else self._CODE
         h = c_size_t()
-        check(uc_hook_add(handle, ctypes.byref(h), unicorn.UC_HOOK_BLOCK, self._stub_address(),
-                          ctypes.addressof(self._arm), 1, 0), "hook_add stop flag")
+        check(uc_hook_add(handle, ctypes.byref(h), unicorn.UC_HOOK_BLOCK,
+                          self._stub_address(code), ctypes.addressof(self._arm), 1, 0),
+              "hook_add stop flag")
         self.hook_id = h.value
+        self.arm = self._arm
 
     def request(self) -> None:
         """Stop at the next block boundary (any thread; a no-op if nothing runs)."""
