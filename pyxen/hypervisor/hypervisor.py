@@ -38,7 +38,15 @@ class Hypervisor:
         for w in warnings:
             self.log.warning(w)
         self.machine = MachineMemory(self.params["mem"])
-        self.timers = TimerService(self)
+        self.vclock = None
+        if self.params["clock"] == "virtual":
+            # Deterministic virtual time: system time is guest progress, not the host's
+            # clock, and the guests' wallclock starts at a fixed date.
+            from .sched.vtime import VIRTUAL_EPOCH_NS, VirtualClock
+            self.vclock = VirtualClock()
+            self.now = self.vclock.now
+            self.wallclock_at_boot = VIRTUAL_EPOCH_NS
+        self.timers = TimerService(self, driven=self.vclock is not None)
         # Frames of DOMID_XEN that Dom0 may map (trace buffers): mfn -> writable.
         self._xen_shared: dict[int, bool] = {}
         from .trace_buffers import TraceBuffers

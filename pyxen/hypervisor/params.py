@@ -128,6 +128,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("mem", parse_machine_memory, 4 << 30, False, "machine memory available to domains"),
     Param("engine_spares", _uint, 1, False,
           "pyxen: CPU engines kept initialised ahead of domain creation"),
+    Param("clock", _choice("wall", "virtual"), "wall", False,
+          "pyxen: system time from the host's clock, or deterministic virtual time "
+          "(1 ns per byte of guest code run; one thread steps every pCPU in turn)"),
+    Param("vtime_quantum_us", _uint, 100, False,
+          "pyxen, clock=virtual: virtual µs each pCPU runs per round (timers fire "
+          "and other pCPUs' tickles are seen at round ends)"),
     Param("vcpu_mmu", _choice("auto", "software", "engine"), "auto", False,
           "pyxen: who walks guest page tables (software TLB, the engine's walker, or "
           "the engine's unless the p2m needs per-page control)"),

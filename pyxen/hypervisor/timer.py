@@ -3,6 +3,9 @@
 One thread sleeps until the earliest deadline and runs the callbacks that
 are due, in deadline order. Callbacks must be short and must not block on a
 vCPU (they send events, which never wait for guest code for long).
+Under deterministic virtual time (boot option clock=virtual) there is no such
+thread: the virtual-time driver fires due timers itself, between bursts of
+guest code (`next_deadline`, `fire_due`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ if TYPE_CHECKING:
 class Timer:
     """A one-shot timer that can be re-armed (set) and disarmed (stop) any time."""
 
-    __slots__ = ("_service", "callback", "deadline", "_seq", "name")
+    __slots__ = ("_service", "callback", "deadline", "_seq", "name", "guest")
 
-    def __init__(self, service: TimerService, callback: Callable[[], None], name: str = ""):
+    def __init__(self, service: TimerService, callback: Callable[[], None], name: str = "",
+                 guest: bool = False):
         self._service = service
+        self.guest = guest        # armed by a guest (its vCPU timers), not by Xen itself
         self.callback = callback
         self.deadline: int | None = None     # absolute system time (ns), None: not armed
         self._seq = -1
@@ -47,8 +52,10 @@ class Timer:
 
 
 class TimerService:
-    def __init__(self, hv: Hypervisor):
+    def __init__(self, hv: Hypervisor, *, driven: bool = False):
         self._hv = hv
+        self.driven = driven           # fired by the virtual-time driver, no thread
+        self.on_arm: Callable[[], None] | None = None   # driven: told of new deadlines
         self._heap: list[tuple[int, int, Timer]] = []
         self._cv = threading.Condition(threading.Lock())
         self._counter = itertools.count()
@@ -56,20 +63,25 @@ class TimerService:
         self._thread: threading.Thread | None = None
         self.fired = 0
 
-    def new(self, callback: Callable[[], None], name: str = "") -> Timer:
-        return Timer(self, callback, name)
+    def new(self, callback: Callable[[], None], name: str = "", *,
+            guest: bool = False) -> Timer:
+        return Timer(self, callback, name, guest)
 
     def _arm(self, t: Timer, deadline: int) -> None:
         with self._cv:
             t.deadline = deadline
             t._seq = next(self._counter)
             heapq.heappush(self._heap, (deadline, t._seq, t))
-            if self._thread is None and not self._closed:
+            if self.driven:
+                pass
+            elif self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._loop, name="xen-timers",
                                                  daemon=True)
                 self._thread.start()
-            if self._heap[0][2] is t:
+            elif self._heap[0][2] is t:
                 self._cv.notify()
+        if self.driven and self.on_arm is not None:
+            self.on_arm()
 
     def _disarm(self, t: Timer) -> None:
         with self._cv:
@@ -113,9 +125,39 @@ class TimerService:
                 _, _, t = heapq.heappop(self._heap)
                 t.deadline = None
                 t._seq = -1
-            self.fired += 1
-            try:
-                t.callback()
-            except Exception:  # noqa: BLE001 - one bad callback must not stop all timers
-                self._hv.log.printk(Level.ERR, f"BUG: timer {t.name or t.callback} raised:\n"
-                                    + traceback.format_exc().rstrip())
+            self._fire(t)
+
+    def _fire(self, t: Timer) -> None:
+        self.fired += 1
+        try:
+            t.callback()
+        except Exception:  # noqa: BLE001 - one bad callback must not stop all timers
+            self._hv.log.printk(Level.ERR, f"BUG: timer {t.name or t.callback} raised:\n"
+                                + traceback.format_exc().rstrip())
+
+    # -- driven mode (virtual time) -----------------------------------------------------
+    def next_deadline(self, *, guest_only: bool = False) -> int | None:
+        """The earliest armed deadline (of a guest's timer only), or None."""
+        with self._cv:
+            while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
+                heapq.heappop(self._heap)
+            if not guest_only:
+                return self._heap[0][0] if self._heap else None
+            return min((d for d, seq, t in self._heap if t.guest and seq == t._seq),
+                       default=None)
+
+    def fire_due(self, now: int) -> int:
+        """Run the callbacks of timers due at `now`, in deadline (then arming) order,
+        including ones they arm for `now` or earlier. Returns how many fired."""
+        n = 0
+        while True:
+            with self._cv:
+                while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
+                    heapq.heappop(self._heap)
+                if self._closed or not self._heap or self._heap[0][0] > now:
+                    return n
+                _, _, t = heapq.heappop(self._heap)
+                t.deadline = None
+                t._seq = -1
+            self._fire(t)
+            n += 1

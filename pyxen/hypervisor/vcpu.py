@@ -50,10 +50,12 @@ class Vcpu:
         self.time_area: int | None = None            # a second vcpu_time_info (GVA)
         self.poll_port: int | None = None            # SCHEDOP_poll: 0 = any port
         timers = domain.hv.timers
-        self.singleshot_timer = timers.new(self._singleshot_fired, f"{self} singleshot")
-        self.periodic_timer = timers.new(self._periodic_fired, f"{self} periodic")
+        self.singleshot_timer = timers.new(self._singleshot_fired, f"{self} singleshot",
+                                           guest=True)
+        self.periodic_timer = timers.new(self._periodic_fired, f"{self} periodic",
+                                         guest=True)
         self.periodic_period = 0
-        self.poll_timer = timers.new(self.poll_done, f"{self} poll")
+        self.poll_timer = timers.new(self.poll_done, f"{self} poll", guest=True)
 
     def __repr__(self) -> str:
         return f"d{self.domain.domid}v{self.vcpu_id}"
@@ -66,7 +68,8 @@ class Vcpu:
 
     def _set_runstate(self, state: RunstateState) -> None:
         hv = self.domain.hv
-        now = hv.now()
+        # Never backwards: under virtual time another pCPU's clock may be behind.
+        now = max(hv.now(), self.runstate_entry)
         old = self.runstate
         self.runstate_time[old] += now - self.runstate_entry
         self.runstate = state
@@ -80,7 +83,7 @@ class Vcpu:
 
     def runstate_snapshot(self) -> tuple[RunstateState, int, list[int]]:
         with self._cond:
-            now = self.domain.hv.now()
+            now = max(self.domain.hv.now(), self.runstate_entry)
             times = list(self.runstate_time)
             times[self.runstate] += now - self.runstate_entry
             return self.runstate, self.runstate_entry, times
@@ -93,9 +96,7 @@ class Vcpu:
         """Tell the scheduler whether the vCPU can run now (call with _cond held)."""
         runnable = self.runnable()
         if not self._in_guest:
-            state = (RunstateState.runnable if runnable
-                     else RunstateState.offline if not self.online
-                     else RunstateState.blocked)
+            state = self._state_off_cpu()
             if state != self.runstate and self.runstate != RunstateState.running:
                 self._set_runstate(state)
         self.domain.hv.sched.set_runnable(self, runnable)
@@ -231,14 +232,17 @@ class Vcpu:
     def join(self, timeout: float | None = None) -> None:
         self.wait_stopped(timeout or 5.0)
 
-    def run_on_pcpu(self, deadline_ns: int | None) -> ExitReason | None:
-        """Run guest code until an exit or `deadline_ns`; None if it could not run."""
+    def run_on_pcpu(self, deadline_ns: int | None,
+                    round_end: int | None = None) -> ExitReason | None:
+        """Run guest code until an exit or `deadline_ns`; None if it could not run.
+        `round_end`: the end of the virtual-time driver's round, if it is one."""
         d = self.domain
         with self._cond:
             if not self.runnable() or d.is_dying:
                 return None
             self._in_guest = True
-            self._set_runstate(RunstateState.runnable)
+            if self.runstate != RunstateState.running:
+                self._set_runstate(RunstateState.runnable)
         try:
             return self.backend.run(deadline_ns)
         except Exception:  # noqa: BLE001 - a hypervisor bug must not take the host down
@@ -249,11 +253,23 @@ class Vcpu:
         finally:
             with self._cond:
                 self._in_guest = False
-                runnable = self.runnable()
-                self._set_runstate(RunstateState.runnable if runnable
-                                   else RunstateState.offline if not self.online
-                                   else RunstateState.blocked)
+                # Virtual time stops a vCPU at the end of each round, not only of its
+                # slice: that pause is no change of runstate (it stays `running`
+                # until its pCPU continues it, or switches it out: descheduled).
+                if not (round_end is not None and self.runnable()
+                        and self.domain.hv.now() >= round_end):
+                    self._set_runstate(self._state_off_cpu())
                 self._cond.notify_all()
+
+    def _state_off_cpu(self) -> RunstateState:
+        return (RunstateState.runnable if self.runnable()
+                else RunstateState.offline if not self.online else RunstateState.blocked)
+
+    def descheduled(self) -> None:
+        """Its pCPU switched to something else (sched/host.py)."""
+        with self._cond:
+            if not self._in_guest and self.runstate == RunstateState.running:
+                self._set_runstate(self._state_off_cpu())
 
     def after_run(self, reason: ExitReason | None) -> None:
         """What a vCPU's exit means for its state (on the pCPU thread)."""

@@ -51,6 +51,7 @@ from ...hypervisor.errors import GuestFault
 from ...hypervisor.guest_memory import UnbackedGPA
 from ...hypervisor.log import Level
 from ...hypervisor.p2m import P2MType
+from ...hypervisor.sched.vtime import VMEXIT_NS
 from .. import unicorn_raw as raw
 from ..backend import ExitReason
 from . import cpu_state as cs
@@ -266,7 +267,9 @@ class DomainEngine:
         self._dirty: list[tuple[int, int]] = []      # gfn ranges changed since the last sync
         self._dirty_lock = threading.Lock()
         # Before any code is translated: blocks translated earlier would not stop.
-        self._stop_flag = raw.StopFlag(self.handle)
+        # Under virtual time it also counts guest code and ends slices (vtime.py).
+        self._vclock = self.hv.vclock
+        self._stop_flag = raw.StopFlag(self.handle, counting=self._vclock is not None)
         raw.flush_all_code(self.handle)
         self._private = ctypes.create_string_buffer(4096)
         self.uc.mem_map_ptr(PRIVATE_GPA, 4096, 5, ctypes.addressof(self._private))
@@ -402,9 +405,15 @@ class DomainEngine:
         h = self.handle
         gate = self.gate
         now = self.hv.now
-        self._deadline = deadline_ns
-        if deadline_ns is not None:
-            self.arch.ticker.watch(self)      # it stops the engine when the slice ends
+        vclock = self._vclock
+        if vclock is not None:
+            # Virtual time: the engine's budget ends the slice, exactly; no ticker.
+            arm = self._stop_flag.arm
+            self._deadline = None
+        else:
+            self._deadline = deadline_ns
+            if deadline_ns is not None:
+                self.arch.ticker.watch(self)  # it stops the engine when the slice ends
         while True:
             if deadline_ns is not None and now() >= deadline_ns:
                 return ExitReason.KICKED
@@ -433,9 +442,14 @@ class DomainEngine:
                 # "triple fault" inside the engine. We deliver exceptions ourselves.
                 self.cpu.clear_old_exception()
                 self._slice_start = time.monotonic()
+                if vclock is not None:
+                    arm.limit = vclock.budget_limit(arm, deadline_ns, v.upcall_blocked)
+                    vclock.enter(arm)
                 err = 0 if self._crash is not None else raw.uc_emu_start(
                     h, self.regs[16], UNTIL, 0, 0)
             finally:
+                if vclock is not None:
+                    vclock.leave()
                 gate.leave_guest()
                 with self._run_lock:
                     self._in_emu = False
@@ -469,7 +483,8 @@ class DomainEngine:
         if (not _Q.unpack_from(mem, cs.EFLAGS)[0] & RFLAGS_IF
                 or _I.unpack_from(mem, cs.HFLAGS)[0] & HF_INHIBIT_IRQ):
             v.upcall_blocked = True      # the ticker looks again shortly
-            self.arch.ticker.watch(self)
+            if self._vclock is None:     # (virtual time: the run's budget is cut short)
+                self.arch.ticker.watch(self)
             return
         v.upcall_blocked = False
         self._deliver(vector)
@@ -515,11 +530,14 @@ class DomainEngine:
         deadline = self._deadline
         with self._run_lock:
             wants = (self.gate.waiting
-                     or (deadline is not None and self._in_emu
-                         and self.hv.now() >= deadline)
-                     or (v is not None and (v.kick_requested or v.upcall_blocked))
-                     or (self.turns.waiting
-                         and time.monotonic() - self._slice_start >= SLICE_S))
+                     or (v is not None and v.kick_requested)
+                     # Under virtual time the run's budget does these, at exact points.
+                     or (self._vclock is None
+                         and ((deadline is not None and self._in_emu
+                               and self.hv.now() >= deadline)
+                              or (v is not None and v.upcall_blocked)
+                              or (self.turns.waiting
+                                  and time.monotonic() - self._slice_start >= SLICE_S))))
             if wants and self._in_emu:
                 self._stop_flag.request()
             return bool(wants or self.turns.waiting
@@ -843,6 +861,8 @@ class DomainEngine:
             if off is None:
                 self._deliver(UD)
                 return True
+        if self._vclock is not None:
+            self._stop_flag.arm.count += VMEXIT_NS    # virtual time: the exit's cost
         hf = _I.unpack_from(self.cpu.mem, cs.HFLAGS)[0]
         if hf & cs.HF_CPL_MASK and hf & cs.HF_PE:
             regs[cs.RAX] = _EPERM

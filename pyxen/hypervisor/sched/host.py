@@ -16,6 +16,7 @@ lock, never the other way round.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +132,7 @@ class Pcpu:
         self.current: SchedUnit | None = None     # the unit whose guest code it runs
         self.thread: threading.Thread | None = None
         self.stopping = False
+        self.prev: SchedUnit | None = None        # the unit the last schedule() picked
         self.idle_ns = 0
         self._leave: threading.Event | None = None   # asked to leave its pool
 
@@ -149,6 +151,8 @@ class Pcpu:
             self.tickled = True
             unit = self.current
             self.cond.notify()
+        if self.host.vdriver is not None:
+            self.host.vdriver.poke()
         if unit is not None:
             v = unit.vcpu
             if v.backend is not None:
@@ -156,32 +160,37 @@ class Pcpu:
 
     # -- the scheduling loop --------------------------------------------------------------
     def _loop(self) -> None:
-        hv = self.host.hv
-        tb = hv.tbuf
         _here.cpu = self.cpu
-        prev: SchedUnit | None = None
         while not self.stopping:
-            pool = self.pool
-            if pool is None:                 # not in any pool: a free pCPU
+            if self.pool is None:            # not in any pool: a free pCPU
                 with self.cond:
                     self.cond.wait_for(lambda: self.tickled or self.stopping)
                     self.tickled = False
                 continue
-            with pool.lock:
-                with self.cond:
-                    self.tickled = False
-                    leave, self._leave = self._leave, None
-                if leave is not None:
-                    if prev is not None:
-                        prev.running = False
-                        pool.sched.context_saved(prev)
-                        self._after_switch_out(pool, prev)
-                        prev = None
-                    pool.cpus.discard(self.cpu)
-                    pool.sched.remove_cpu(self.cpu)
-                    self.pool = None
-                    leave.set()
-                    continue
+            picked = self.schedule()
+            if picked is None:
+                continue
+            unit, deadline = picked
+            if unit is None:
+                self._idle(deadline)
+            else:
+                self._run(unit, deadline)
+
+    def schedule(self) -> tuple[SchedUnit | None, int | None] | None:
+        """One pass of Xen's schedule() on this pCPU: switch out `prev` if another unit
+        (or idle) is picked, and return (unit or None for idle, deadline or None), or
+        None if the pCPU just left its pool. Called by the pCPU's own thread (or the
+        virtual-time driver standing in for it)."""
+        pool = self.pool
+        prev = self.prev
+        hv = self.host.hv
+        with pool.lock:
+            with self.cond:
+                self.tickled = False
+                leave, self._leave = self._leave, None
+            if leave is not None:
+                unit = None
+            else:
                 now = hv.now()
                 try:
                     decision = pool.sched.do_schedule(self.cpu, prev, now)
@@ -193,24 +202,29 @@ class Pcpu:
                 if unit is not None and (not unit.runnable
                                          or (unit.running and unit is not prev)):
                     unit = None              # a stale pick: run idle and look again
-                if prev is not None and prev is not unit:
-                    prev.running = False
-                    pool.sched.context_saved(prev)
-                    self._after_switch_out(pool, prev)
+            if prev is not None and prev is not unit:
+                prev.running = False
+                pool.sched.context_saved(prev)
+                self._after_switch_out(pool, prev)
+            if leave is not None:
+                pool.cpus.discard(self.cpu)
+                pool.sched.remove_cpu(self.cpu)
+                self.pool = None
+            else:
                 if unit is not None:
                     unit.running = True
                     unit.processor = self.cpu
                     unit.yielding = False
                 time_ns = decision.time_ns if decision else 1_000_000
-                if tb.on and unit is not prev:
+                if hv.tbuf.on and unit is not prev:
                     self._trace_switch(prev, unit)
-            deadline = None if time_ns == NO_TIMER else now + max(time_ns, 0)
-            if unit is None:
-                prev = None
-                self._idle(deadline)
-                continue
-            prev = unit
-            self._run(unit, deadline)
+        self.prev = unit
+        if prev is not None and prev is not unit:
+            prev.vcpu.descheduled()          # (takes the vCPU's lock: not under a pool's)
+        if leave is not None:
+            leave.set()
+            return None
+        return unit, (None if time_ns == NO_TIMER else now + max(time_ns, 0))
 
     def _trace_switch(self, prev: SchedUnit | None, nxt: SchedUnit | None) -> None:
         """TRC_SCHED_SWITCH {prev dom, prev vcpu, next dom, next vcpu} (idle: its vCPU)."""
@@ -236,14 +250,14 @@ class Pcpu:
                     self.cond.wait(left / 1e9)
         self.idle_ns += hv.now() - t0
 
-    def _run(self, unit: SchedUnit, deadline: int | None) -> None:
+    def _run(self, unit: SchedUnit, deadline: int | None, round_end: int | None = None) -> None:
         v: Vcpu = unit.vcpu
         with self.cond:
             if self.tickled:                 # a tickle came while we decided
                 return
             self.current = unit
         try:
-            reason = v.run_on_pcpu(deadline)
+            reason = v.run_on_pcpu(deadline, round_end)
         finally:
             with self.cond:
                 self.current = None
@@ -268,15 +282,25 @@ class SchedulerHost:
         self.pools[0] = pool0
         self.pcpus = [Pcpu(self, cpu, pool0) for cpu in range(self.nr_cpus)]
         self._started = False
+        # clock=virtual: one driver thread steps all pCPUs in virtual time (vtime.py).
+        self.vdriver = None
+        if hv.vclock is not None:
+            from .vtime import VirtualTimeDriver
+            self.vdriver = VirtualTimeDriver(self)
 
     def start(self) -> None:
         with self._lock:
             if not self._started:
                 self._started = True
+                if self.vdriver is not None:
+                    self.vdriver.start()
+                    return
                 for p in self.pcpus:
                     p.start()
 
     def close(self) -> None:
+        if self.vdriver is not None:
+            self.vdriver.close()
         for p in self.pcpus:
             p.stopping = True
             with p.cond:
@@ -360,14 +384,14 @@ class SchedulerHost:
             if len(pool.cpus) == 1 and any(not d.is_dying for d in self.pool_domains(pool)):
                 raise SchedError("the pool's last pCPU and it has domains", Errno.EBUSY)
             pcpu = self.pcpus[cpu]
-            if pcpu.thread is None:           # not started: nothing can run on it
+            if not self._started:             # nothing can run on it yet
                 with pool.lock:
                     pool.cpus.discard(cpu)
                     pool.sched.remove_cpu(cpu)
                     pcpu.pool = None
                 return
-            # The pCPU's own thread leaves the pool between two runs (nothing of the
-            # pool runs on it afterwards); wait for that.
+            # The pCPU's own thread (or the virtual-time driver) leaves the pool
+            # between two runs (nothing of the pool runs on it afterwards); wait.
             done = threading.Event()
             pcpu.leave(done)
             if not done.wait(10.0):
@@ -412,9 +436,9 @@ class SchedulerHost:
                 d.unpause()
 
     def _wait_descheduled(self, d: Domain, timeout: float = 10.0) -> None:
-        deadline = self.hv.now() + int(timeout * 1e9)
+        deadline = time.monotonic() + timeout      # wall time, whatever the clock mode
         while any(v.unit is not None and v.unit.running for v in d.vcpus):
-            if self.hv.now() > deadline:
+            if time.monotonic() > deadline:
                 raise SchedError(f"{d}: vCPUs did not leave their pCPUs", Errno.EBUSY)
             for v in d.vcpus:
                 if v.unit is not None and v.unit.running:
