@@ -348,6 +348,21 @@ class HostDaemon:
         finally:
             self._trace_lock.release()
 
+    # -- deterministic virtual time (clock=virtual): the machine's own clock control ------
+    def _vtime(self):
+        vd = self.hv.sched.vdriver
+        if vd is None:
+            raise DomainError("the host does not run in virtual time (boot option clock=virtual)")
+        return vd
+
+    def vtime_hold(self) -> None:
+        """Stop virtual time (guests created meanwhile start together when it runs)."""
+        self._vtime().hold()
+
+    def vtime_run_until(self, t_ns: int, timeout: float | None = None) -> int:
+        """Run virtual time to `t_ns` and hold it there; returns the time reached."""
+        return self._vtime().run_until(t_ns, timeout)
+
     def op_stop(self) -> None:
         threading.Timer(0.05, self.request_stop).start()
 
