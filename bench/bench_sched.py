@@ -175,11 +175,11 @@ def decision_us_p50(seconds: float = 2, details: dict | None = None,
     return round(statistics.median(samples) / 1000, 2)
 
 
-def _yield_p50_ns(n_domains: int, seconds: float = 2.0) -> list[int]:
-    """Run n hog guests in yield mode on one credit2 pCPU; each one's median ns."""
+def _run_hogs(xen_cmdline: str, cmdlines: list[str], timeout: float) -> tuple[list[str], float]:
+    """Boot one hog guest per guest command line on a host with `xen_cmdline`, wait
+    until all have powered off; their console text and the wall seconds it took."""
     import io
     import os
-    import re
 
     from pyxen.hypervisor.hypervisor import Hypervisor
     from pyxen.toolstack.privcmd import Privcmd
@@ -189,31 +189,50 @@ def _yield_p50_ns(n_domains: int, seconds: float = 2.0) -> list[int]:
     root = Path(__file__).resolve().parent.parent
     cwd = os.getcwd()
     os.chdir(root)
-    hv = Hypervisor("nr_cpus=1 sched=credit2 loglvl=error guest_loglvl=all")
+    hv = Hypervisor(f"{xen_cmdline} loglvl=error guest_loglvl=all")
     runners, outs = [], []
     try:
         pc = Privcmd(hv)
-        for i in range(n_domains):
+        t0 = time.perf_counter()
+        for i, cmdline in enumerate(cmdlines):
             dc = build_domain_config(load_config(
-                root / "guests/hog/hog.cfg",
-                (f'name="yield{i}"', f"cmdline='yield=1 seconds={seconds:g}'")))
+                root / "guests/hog/hog.cfg", (f'name="hog{i}"', f"cmdline='{cmdline}'")))
             out = io.StringIO()
             r = DomainRunner(pc, dc, out=out, err=io.StringIO(), quiet=True)
             r.start()
             runners.append(r)
             outs.append(out)
         for r in runners:
-            r.wait(time.monotonic() + seconds + 60)
+            r.wait(time.monotonic() + timeout)
+        wall = time.perf_counter() - t0
     finally:
         for r in runners:
             r.close()
         hv.shutdown_host()
         os.chdir(cwd)
-    found = [re.search(r"yields (\d+) p50 (\d+) ns", o.getvalue()) for o in outs]
+    return [o.getvalue() for o in outs], wall
+
+
+def _yield_p50_ns(n_domains: int, seconds: float = 2.0) -> list[int]:
+    """Run n hog guests in yield mode on one credit2 pCPU; each one's median ns."""
+    import re
+    outs, _wall = _run_hogs("nr_cpus=1 sched=credit2",
+                            [f"yield=1 seconds={seconds:g}"] * n_domains, seconds + 60)
+    found = [re.search(r"yields (\d+) p50 (\d+) ns", o) for o in outs]
     if not all(found):
-        raise RuntimeError("a yield guest did not report: " + repr([o.getvalue()[-300:]
-                                                                     for o in outs]))
+        raise RuntimeError("a yield guest did not report: " + repr([o[-300:] for o in outs]))
     return [int(m.group(2)) for m in found]
+
+
+def vtime_wall_per_virtual(ms: int = 500, pcpus: int = 1) -> float:
+    """Deterministic virtual time: wall seconds per virtual second while `pcpus` hog
+    guests keep `pcpus` pCPUs busy (one thread steps them all, so it grows with
+    them). The same guests in wall-clock mode take 1.0 by definition."""
+    outs, wall = _run_hogs(f"clock=virtual nr_cpus={pcpus} sched=credit2",
+                           [f"ms={ms}"] * pcpus, 600)
+    if not all("hog: done" in o for o in outs):
+        raise RuntimeError("a hog did not finish: " + repr([o[-300:] for o in outs]))
+    return round(wall / (ms / 1000), 2)
 
 
 def vcpu_switch_us_p50(seconds: float = 2.0, details: dict | None = None) -> float:

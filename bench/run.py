@@ -355,6 +355,8 @@ def bench_sched(res):
     sw: dict = {}
     res["vcpu_switch_us_p50"] = bench_sched.vcpu_switch_us_p50(details=sw)
     res["yield_alone_us_p50"] = sw["yield_alone_us"]
+    res["vtime_wall_per_virtual_1pcpu"] = bench_sched.vtime_wall_per_virtual(pcpus=1)
+    res["vtime_wall_per_virtual_2pcpus"] = bench_sched.vtime_wall_per_virtual(pcpus=2)
 
 
 def main() -> int:
@@ -422,6 +424,8 @@ def main() -> int:
         ("sched_decision_us_p50", res["sched_decision_us_p50"], "", None),
         ("vcpu_switch_us_p50", res["vcpu_switch_us_p50"], "a yield with nobody to switch to",
          res["yield_alone_us_p50"]),
+        ("vtime_wall_per_virtual_2pcpus", res["vtime_wall_per_virtual_2pcpus"],
+         "one pCPU", res["vtime_wall_per_virtual_1pcpu"]),
     ]
     for key, value, base_name, base in rows:
         ratio = ("" if base in (None, 0) or key.startswith(("compute", "smp"))
