@@ -72,14 +72,13 @@ class TimerService:
             t.deadline = deadline
             t._seq = next(self._counter)
             heapq.heappush(self._heap, (deadline, t._seq, t))
-            if self.driven:
-                pass
-            elif self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._loop, name="xen-timers",
-                                                 daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is t:
-                self._cv.notify()
+            if not self.driven:
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._loop, name="xen-timers",
+                                                     daemon=True)
+                    self._thread.start()
+                if self._heap[0][2] is t:
+                    self._cv.notify()
         if self.driven and self.on_arm is not None:
             self.on_arm()
 

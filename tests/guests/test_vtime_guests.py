@@ -112,6 +112,23 @@ def test_weights_hold_exactly_in_virtual_time():
     assert cpu[b] / cpu[a] == pytest.approx(2.0, rel=0.02), cpu
 
 
+def test_a_credit2_cap_holds_within_2_percent_and_the_trace_shows_parking():
+    """cap=50 on a one-vCPU hog with an idle pCPU around: 50% +-2% of a pCPU in
+    virtual time, and the analysis of the trace finds the vCPU parked."""
+    from pyxen.toolstack.xentrace_tools import analyze_trace
+
+    def capped(h, xc):
+        a = h.start("hog", 'name="a"').domid
+        xc.sched_domain(a, SchedId.CREDIT2, weight=0, cap=50)
+        return [a]
+    trace, cpu, t = _scenario("nr_cpus=2 sched=credit2", 200, capped)
+    (a,) = cpu
+    assert cpu[a] / t == pytest.approx(0.5, abs=0.02), cpu
+    dom = analyze_trace(parse_trace(trace)).result()["domains"]
+    parked = next(d for d in dom if d["domid"] == a)["parked"]
+    assert parked["periods"] > 10, parked
+
+
 def test_an_idle_host_keeps_its_time_until_something_runs():
     """With every vCPU paused or blocked and no guest timer armed, virtual time
     stands still (Xen's own periodic work is skipped over), so a guest started
