@@ -74,22 +74,19 @@ def boot(config: str, overrides: tuple[str, ...], xen_cmdline: str, timeout: flo
 
 
 def _one_shot(config, overrides, name, params, timeout, quiet) -> int:
-    import tempfile
+    import contextlib
     import threading
 
     from .control import ControlClient, ControlError
-    from .host import HostDaemon, HostError
+    from .host import HostError, one_shot_host
     from .runner import EXIT_STATUS, EXIT_TIMEOUT, EXIT_UNKNOWN_REASON
 
-    tmp = tempfile.mkdtemp(prefix="pyxen-")
-    try:
-        host = HostDaemon(params, control_path=os.path.join(tmp, "control.sock"),
-                          xenstored_path=os.path.join(tmp, "xenstored.sock"),
-                          log=(_no_log if quiet else _host_log))
-    except HostError as e:
-        _fail(str(e))
-    try:
-        host.serve_in_background()
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(one_shot_host(params,
+                                                     log=(_no_log if quiet else _host_log)))
+        except HostError as e:
+            _fail(str(e))
         client = ControlClient(host.control_path, timeout=None)
         stream = client.stream("console", hypervisor=True)
         printer = threading.Thread(target=_print_console, args=(stream, quiet), daemon=True)
@@ -116,12 +113,6 @@ def _one_shot(config, overrides, name, params, timeout, quiet) -> int:
             click.echo(f"pyxen: domain {name} ({created['domid']}) preserved; the one-shot "
                        "host exits now", err=True)
         return EXIT_STATUS.get(reason, EXIT_UNKNOWN_REASON) if reason is not None else 0
-    finally:
-        host.close()
-        try:
-            os.rmdir(tmp)
-        except OSError:
-            pass
 
 
 def _no_log(_message: str, _level: int = 0) -> None:

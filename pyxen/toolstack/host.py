@@ -10,11 +10,13 @@ interface (privcmd), like xl and libxl do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import socketserver
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -365,6 +367,27 @@ class HostDaemon:
 
     def op_stop(self) -> None:
         threading.Timer(0.05, self.request_stop).start()
+
+
+@contextlib.contextmanager
+def one_shot_host(xen_cmdline: str, *, log=None, prefix: str = "pyxen-"):
+    """A private host daemon in this process, its sockets in a fresh temporary
+    directory, serving in the background; on exit it is closed and the directory
+    removed. Entering raises HostError if the host cannot start."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        host = HostDaemon(xen_cmdline, control_path=os.path.join(tmp, "control.sock"),
+                          xenstored_path=os.path.join(tmp, "xenstored.sock"), log=log)
+        try:
+            host.serve_in_background()
+            yield host
+        finally:
+            host.close()
+    finally:
+        try:
+            os.rmdir(tmp)
+        except OSError:
+            pass
 
 
 class _ControlServer(socketserver.ThreadingUnixStreamServer):

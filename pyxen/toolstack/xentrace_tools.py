@@ -822,9 +822,10 @@ def guests(outfile: str, domains: tuple[str, ...], ms: float, xen_cmdline: str,
     buffers are copied at fixed virtual times. The same guests, settings and
     parameters give a byte-identical OUTFILE on every run.
     """
-    import tempfile
+    import contextlib
 
-    from .host import HostDaemon, HostError
+    from .domains import DomainError
+    from .host import HostError, one_shot_host
     from .xentrace_record import TraceRecorder
 
     event_mask = _parse_mask(mask)
@@ -838,23 +839,20 @@ def guests(outfile: str, domains: tuple[str, ...], ms: float, xen_cmdline: str,
             raise click.BadParameter("an xl.cfg file is needed", param_hint="--domain")
         specs.append((words[0], words[1:]))
     params = f"{xen_cmdline} clock=virtual".strip()
-    tmp = tempfile.mkdtemp(prefix="pyxen-vtime-")
-    try:
-        host = HostDaemon(params, control_path=os.path.join(tmp, "control.sock"),
-                          xenstored_path=os.path.join(tmp, "xenstored.sock"),
-                          log=lambda *_a: None)
-    except HostError as e:
-        click.echo(f"pyxen-trace: error: {e}", err=True)
-        sys.exit(1)
     err = sys.stderr
-    try:
-        host.serve_in_background()
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(one_shot_host(params, log=lambda *_a: None,
+                                                     prefix="pyxen-vtime-"))
+        except HostError as e:
+            click.echo(f"pyxen-trace: error: {e}", err=True)
+            sys.exit(1)
         host.vtime_hold()
         created = []
         for cfg, overrides in specs:
             try:
                 created.append(host.op_create(config_path=cfg, overrides=overrides))
-            except Exception as e:  # noqa: BLE001 - DomainError: one line for the user
+            except DomainError as e:
                 click.echo(f"pyxen-trace: error: {cfg}: {e}", err=True)
                 sys.exit(1)
         with open(outfile, "wb") as out:
@@ -879,12 +877,6 @@ def guests(outfile: str, domains: tuple[str, ...], ms: float, xen_cmdline: str,
             info = host.xc.domain_getinfo(c["domid"])
             cpu_ns = info.cpu_time_ns if info is not None else 0
             click.echo(f"  d{c['domid']} {c['name']}: {cpu_ns / 1e6:.3f} ms of CPU")
-    finally:
-        host.close()
-        try:
-            os.rmdir(tmp)
-        except OSError:
-            pass
 
 
 _XL_WORDS = re.compile(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""")
