@@ -102,9 +102,7 @@ class TimerService:
                 while True:
                     if self._closed:
                         return
-                    # Drop entries of timers stopped or re-armed since they were pushed.
-                    while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
-                        heapq.heappop(self._heap)
+                    self._drop_stale()
                     if not self._heap:
                         self._cv.wait()
                         continue
@@ -121,10 +119,21 @@ class TimerService:
                             time.sleep(0)
                         finally:
                             self._cv.acquire()
-                _, _, t = heapq.heappop(self._heap)
-                t.deadline = None
-                t._seq = -1
+                t = self._pop()
             self._fire(t)
+
+    def _drop_stale(self) -> None:
+        """Pop heap entries of timers stopped or re-armed since they were pushed
+        (the lock held)."""
+        while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
+            heapq.heappop(self._heap)
+
+    def _pop(self) -> Timer:
+        """Take the earliest timer off the heap, disarmed (the lock held)."""
+        _, _, t = heapq.heappop(self._heap)
+        t.deadline = None
+        t._seq = -1
+        return t
 
     def _fire(self, t: Timer) -> None:
         self.fired += 1
@@ -138,25 +147,19 @@ class TimerService:
     def next_deadline(self, *, guest_only: bool = False) -> int | None:
         """The earliest armed deadline (of a guest's timer only), or None."""
         with self._cv:
-            while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
-                heapq.heappop(self._heap)
+            self._drop_stale()
             if not guest_only:
                 return self._heap[0][0] if self._heap else None
             return min((d for d, seq, t in self._heap if t.guest and seq == t._seq),
                        default=None)
 
-    def fire_due(self, now: int) -> int:
+    def fire_due(self, now: int) -> None:
         """Run the callbacks of timers due at `now`, in deadline (then arming) order,
-        including ones they arm for `now` or earlier. Returns how many fired."""
-        n = 0
+        including ones they arm for `now` or earlier."""
         while True:
             with self._cv:
-                while self._heap and self._heap[0][1] != self._heap[0][2]._seq:
-                    heapq.heappop(self._heap)
+                self._drop_stale()
                 if self._closed or not self._heap or self._heap[0][0] > now:
-                    return n
-                _, _, t = heapq.heappop(self._heap)
-                t.deadline = None
-                t._seq = -1
+                    return
+                t = self._pop()
             self._fire(t)
-            n += 1

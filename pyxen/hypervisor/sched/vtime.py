@@ -36,6 +36,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ...arch.unicorn_raw import NO_LIMIT
+from .host import _here
 
 if TYPE_CHECKING:
     from .host import Pcpu, SchedulerHost
@@ -165,7 +166,7 @@ class VirtualTimeDriver:
 
     # -- the loop ----------------------------------------------------------------------
     def _loop(self) -> None:
-        from .host import _here
+        _here.cpu = None                     # timers fire for no pCPU in particular
         while not self._stopping:
             with self._cv:
                 until = self._until
@@ -177,7 +178,6 @@ class VirtualTimeDriver:
                     self._parked = False
                     continue
             self._input.clear()
-            _here.cpu = None
             if not self._round(until):
                 self._input.wait(0.5)        # all idle, no timer: wait for an input
 
@@ -233,7 +233,6 @@ class VirtualTimeDriver:
 
     def _step(self, p: Pcpu, st: _PcpuState, t0: int, end: int) -> None:
         """Run pCPU `p` from virtual time t0 to `end`."""
-        from .host import _here
         clock = self.clock
         clock.t = t0
         _here.cpu = p.cpu
