@@ -54,6 +54,7 @@ from ..hypervisor.sched.sim import (
     Simulator,
     format_stats,
     latency_summary,
+    soft_in_text,
 )
 from ..hypervisor.sched.trace import (
     DOMID_IDLE,
@@ -474,10 +475,7 @@ def format_analysis(r: dict) -> str:
     for v in r["vcpus"]:
         obs = v["observed_ns"]
         lat = v["latency"]
-        soft = "-"
-        if "soft_in_ns" in v:
-            tot = v["soft_in_ns"] + v["soft_out_ns"]
-            soft = f"{100 * v['soft_in_ns'] / tot:.1f}" if tot else "-"
+        soft = soft_in_text(v)
         lines.append(
             f"{v['name']:<10} {100 * v['running_ns'] / obs:>7.2f} "
             f"{100 * v['runnable_ns'] / obs:>9.2f} {100 * v['blocked_ns'] / obs:>8.2f} "

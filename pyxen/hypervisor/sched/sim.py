@@ -1346,6 +1346,14 @@ def simulate(scenario: Scenario | str | Path, **kwargs) -> dict:
     return Simulator(scenario, **kwargs).run()
 
 
+def soft_in_text(v: dict) -> str:
+    """A vCPU's share of run time inside its soft affinity, in %, or "-"."""
+    if "soft_in_ns" not in v:
+        return "-"
+    tot = v["soft_in_ns"] + v["soft_out_ns"]
+    return f"{100 * v['soft_in_ns'] / tot:.1f}" if tot else "-"
+
+
 def format_stats(st: dict) -> str:
     """The statistics as text tables."""
     dur = st["duration_ns"]
@@ -1368,10 +1376,7 @@ def format_stats(st: dict) -> str:
                  f"workload")
     for v in st["vcpus"]:
         lat = v["latency"]
-        soft = "-"
-        if "soft_in_ns" in v:
-            tot = v["soft_in_ns"] + v["soft_out_ns"]
-            soft = f"{100 * v['soft_in_ns'] / tot:.1f}" if tot else "-"
+        soft = soft_in_text(v)
         lines.append(
             f"{v['name']:<10} {100 * v['running_ns'] / dur:>7.2f} "
             f"{100 * v['runnable_ns'] / dur:>9.2f} {100 * v['blocked_ns'] / dur:>8.2f} "
