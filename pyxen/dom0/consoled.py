@@ -533,15 +533,27 @@ class ConsoleService:
         c.state = STOPPED
         self._log(f"console of {c.label()} stopped: {why}")
 
+    def _ring_indexes(self, c: _Console, name: str, cons_off: int, prod_off: int,
+                      size: int) -> tuple[int, int, int] | None:
+        """(cons, prod, bytes used) of one ring, or None after stopping the console
+        whose guest claims more bytes than the ring holds."""
+        page = c.page
+        cons = _U32.unpack_from(page, cons_off)[0]
+        prod = _U32.unpack_from(page, prod_off)[0]
+        used = (prod - cons) & _M32
+        if used > size:
+            self._stop_console(c, f"bad {'output' if name == 'out' else 'input'} ring "
+                                  f"({name}_cons={cons:#x} {name}_prod={prod:#x}: "
+                                  f"{used} bytes claimed in a {size}-byte ring)")
+            return None
+        return cons, prod, used
+
     def _drain_output(self, c: _Console) -> None:
         page = c.page
-        cons = _U32.unpack_from(page, OUT_CONS)[0]
-        prod = _U32.unpack_from(page, OUT_PROD)[0]
-        n = (prod - cons) & _M32
-        if n > OUT_SIZE:
-            self._stop_console(c, f"bad output ring (out_cons={cons:#x} out_prod={prod:#x}: "
-                                  f"{n} bytes claimed in a {OUT_SIZE}-byte ring)")
+        ring = self._ring_indexes(c, "out", OUT_CONS, OUT_PROD, OUT_SIZE)
+        if ring is None:
             return
+        cons, _prod, n = ring
         if n == 0:
             return
         start = cons & (OUT_SIZE - 1)
@@ -570,13 +582,10 @@ class ConsoleService:
         if client is None or client.eof:
             return
         page = c.page
-        icons = _U32.unpack_from(page, IN_CONS)[0]
-        iprod = _U32.unpack_from(page, IN_PROD)[0]
-        used = (iprod - icons) & _M32
-        if used > IN_SIZE:
-            self._stop_console(c, f"bad input ring (in_cons={icons:#x} in_prod={iprod:#x}: "
-                                  f"{used} bytes claimed in a {IN_SIZE}-byte ring)")
+        ring = self._ring_indexes(c, "in", IN_CONS, IN_PROD, IN_SIZE)
+        if ring is None:
             return
+        _cons, iprod, used = ring
         free = IN_SIZE - used
         if free == 0:
             c.in_full = True
