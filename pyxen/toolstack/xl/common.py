@@ -66,3 +66,20 @@ def domain_list(client: XlClient) -> list[dict]:
     if not isinstance(domains, list):
         raise XlExit("the pyxen host sent a malformed domain list")
     return domains
+
+
+def config_and_overrides(command: str, config_opt: str | None,
+                         args: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """xl's argument convention for create-like commands: KEY=VALUE words override
+    settings, the one other word (unless -f gave it) is the config file."""
+    path = config_opt
+    overrides: list[str] = []
+    for arg in args:
+        if "=" in arg:
+            overrides.append(arg)
+        elif path is None:
+            path = arg
+        else:
+            raise XlExit(f"pyxl {command}: more than one config file given ({path!r} and"
+                         f" {arg!r})", EXIT_USAGE)
+    return path, overrides

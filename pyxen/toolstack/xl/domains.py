@@ -17,8 +17,8 @@ from .client import DaemonError, XlExit
 from .common import (
     EXIT_CREATE_FAILED,
     EXIT_FAILURE,
-    EXIT_USAGE,
     Env,
+    config_and_overrides,
     domain_list,
     eprint,
     out,
@@ -55,16 +55,7 @@ def create(env: Env, args: tuple[str, ...], config_opt: str | None, paused: bool
     the domain.
     """
     del foreground
-    path = config_opt
-    overrides: list[str] = []
-    for arg in args:
-        if "=" in arg:
-            overrides.append(arg)
-        elif path is None:
-            path = arg
-        else:
-            raise XlExit(f"pyxl create: more than one config file given ({path!r} and"
-                         f" {arg!r})", EXIT_USAGE)
+    path, overrides = config_and_overrides("create", config_opt, args)
     if path is None:
         # xl: ERROR_INVAL, returned as the exit status
         raise XlExit("Config file not specified", 6)

@@ -13,7 +13,15 @@ import click
 from ..xlcfg import XlConfigError, load_config, parse_config
 from . import formats
 from .client import DaemonError, XlClient, XlExit
-from .common import EXIT_USAGE, Env, eprint, out, pass_env, print_json, resolve
+from .common import (
+    Env,
+    config_and_overrides,
+    eprint,
+    out,
+    pass_env,
+    print_json,
+    resolve,
+)
 from .domains import _strtol_prefix
 
 CTX = {"help_option_names": ["-h", "--help"]}
@@ -185,16 +193,7 @@ def cpupool_create(env: Env, config_opt: str | None, dry_run: bool,
     default: the host's scheduler), cpus (a list of free pCPUs, or a cpu list such as
     "2-3"), or nodes (NUMA nodes whose free pCPUs to take).
     """
-    path = config_opt
-    overrides: list[str] = []
-    for arg in args:
-        if "=" in arg:
-            overrides.append(arg)
-        elif path is None:
-            path = arg
-        else:
-            raise XlExit(f"pyxl cpupool-create: more than one config file given ({path!r}"
-                         f" and {arg!r})", EXIT_USAGE)
+    path, overrides = config_and_overrides("cpupool-create", config_opt, args)
     cfg = _pool_config(path, overrides)
     try:
         name = cfg.get_string("name")
