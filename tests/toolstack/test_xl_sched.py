@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
+import time
 
 import pytest
 from hostd import ROOT, running_daemon
@@ -73,6 +74,17 @@ def list_row(env, name: str) -> list[str]:
         if line.split()[0] == name:
             return line.split()
     raise AssertionError(f"{name} not in xl list")
+
+
+def scheduled_row(env, name: str, timeout: float = 5.0) -> list[str]:
+    """list_row once the domain's vCPU has left the runnable state (`------`): just
+    after a cpupool-migrate it waits for the new pool's pCPU to pick it."""
+    deadline = time.monotonic() + timeout
+    row = list_row(env, name)
+    while row[4] == "------" and time.monotonic() < deadline:
+        time.sleep(0.01)
+        row = list_row(env, name)
+    return row
 
 
 def test_sched_credit2_and_the_xl_cfg_keys(daemon):
@@ -194,7 +206,7 @@ def test_cpupool_life_cycle(daemon, tmp_path):
         "Name               CPU list\nnullpool           2,3\n")
     # Move the running domain there and back.
     ok(daemon, "cpupool-migrate", "test-shutdown", "nullpool")
-    row = list_row(daemon, "test-shutdown")
+    row = scheduled_row(daemon, "test-shutdown")
     assert row[-1] == "nullpool" and row[4] in ("r-----", "-b----"), row
     assert vcpu_rows(daemon, "test-shutdown")[0][1] in ("2", "3")
     assert "test-shutdown" not in ok(daemon, "sched-credit2")
@@ -203,7 +215,7 @@ def test_cpupool_life_cycle(daemon, tmp_path):
     assert fails(daemon, "cpupool-cpu-remove", "nullpool", "2-3").startswith(
         "some cpus may not have been removed from nullpool: cpu 3: it is the pool's last")
     ok(daemon, "cpupool-migrate", "1", "Pool-0")
-    row = list_row(daemon, "test-shutdown")
+    row = scheduled_row(daemon, "test-shutdown")
     assert row[-1] == "Pool-0" and row[4] in ("r-----", "-b----"), row
     # Back in credit2, with that scheduler's defaults.
     assert sched_row("test-shutdown", 1, 256, 0) in ok(daemon, "sched-credit2")
