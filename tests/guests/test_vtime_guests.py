@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import pytest
 from multidomain import MultiHost
@@ -18,15 +19,11 @@ from pyxen.toolstack.xentrace_record import TraceRecorder
 MS = 1_000_000
 
 
-def _console_line(h: MultiHost, g, pattern: str, timeout: float = 60) -> str:
-    return h.wait_line(g, pattern, timeout=timeout).group(0)
-
-
 def _one_guest(*overrides: str, xen: str = "nr_cpus=1") -> str:
     h = MultiHost(f"clock=virtual {xen}")
     try:
         g = h.start("hog", *overrides)
-        return _console_line(h, g, r"hog: (yields|periods) .*")
+        return h.wait_line(g, r"hog: (yields|periods) .*", timeout=60).group(0)
     finally:
         h.close()
 
@@ -174,7 +171,6 @@ def test_an_idle_host_keeps_its_time_until_something_runs():
         h.wait_line(g, r"hog: done", timeout=60)
         vd = h.hv.sched.vdriver
         t_done = h.hv.now()
-        import time
         time.sleep(0.3)                      # credit's 10 ms ticks stay armed meanwhile
         assert h.hv.now() == t_done
         assert vd.run_until(t_done + 50 * MS, timeout=30) == t_done + 50 * MS
